@@ -1,0 +1,1 @@
+"""HTTP: the Assemblyline v4, IoTInsight and intel dialects over one FastAPI app."""

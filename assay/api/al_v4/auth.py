@@ -1,0 +1,64 @@
+"""Connecting: the v3 probe that must fail, login with an API key or password, logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from assay import users
+from assay.api.auth import SESSION_COOKIE, User
+from assay.api.envelope import ApiError, ok
+from assay.api.state import state_of
+from assay.db.session import session_scope
+
+router = APIRouter()
+
+
+@router.get("/api/v3/auth/init/", include_in_schema=False)
+def v3_probe() -> JSONResponse:
+    """404 tells the client this is a v4 server."""
+    raise ApiError(404, "API v3 is not served here; use /api/v4/")
+
+
+@router.get("/api/", summary="API versions served")
+def versions() -> JSONResponse:
+    return ok(["v4"])
+
+
+@router.post("/api/v4/auth/login/", summary="Open a session with an API key or a password")
+async def login(request: Request) -> JSONResponse:
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+        raise ApiError(400, 'send {"user": ..., "apikey": ...} or {"user": ..., "password": ...}')
+    apikey, password = body.get("apikey"), body.get("password")
+    if not isinstance(apikey, str | type(None)) or not isinstance(password, str | type(None)) or not (apikey or password):
+        raise ApiError(400, "apikey or password must be given as a string")
+    state = state_of(request)
+    duration = state.settings.get_int("auth", "session_duration", 3600)
+
+    def check() -> str | None:
+        with session_scope(state.engine) as session:
+            principal = users.check_login(session, body["user"], apikey, password)
+            if principal is None:
+                return None
+            return users.open_session(session, principal.name, duration)
+
+    token = await run_in_threadpool(check)
+    if token is None:
+        raise ApiError(401, "Wrong username or password/API key")
+    response = ok({"username": body["user"], "privileges": ["R", "W"], "session_duration": duration})
+    response.set_cookie(SESSION_COOKIE, token, max_age=duration, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/api/v4/auth/logout/", summary="Close the session")
+def logout(user: User) -> JSONResponse:
+    response = ok({"success": True})
+    response.delete_cookie(SESSION_COOKIE)
+    return response

@@ -1,0 +1,116 @@
+"""Sending files: fire-and-forget ingest with notification queues, and direct submission."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from assay import notify, views
+from assay.api.al_v4.upload import Upload, optional_int, read_upload
+from assay.api.auth import Submitter, User
+from assay.api.envelope import ApiError, ok
+from assay.api.state import AppState, state_of
+from assay.db.session import session_scope
+from assay.ingest import IngestOrder, Overloaded
+from assay.params import BadParams
+
+router = APIRouter()
+QueueName = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[\w.\-:@]+$")]
+
+
+def _queue_name(body: dict[str, Any]) -> str | None:
+    queue = body.get("notification_queue")
+    if queue in (None, ""):
+        return None
+    if not isinstance(queue, str) or len(queue) > 256:
+        raise ApiError(400, "notification_queue must be a string of at most 256 characters")
+    return queue
+
+
+def _order(user: str, upload: Upload) -> IngestOrder:
+    body = upload.body
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "params must be a JSON object")
+    return IngestOrder(
+        user=user,
+        stored=upload.stored,
+        name=upload.name,
+        metadata=body.get("metadata"),
+        params=params,
+        queue=_queue_name(body),
+        threshold=optional_int(body, "notification_threshold"),
+        generate_alert=bool(body.get("generate_alert", False)),
+        ingest_type=str(params.get("type") or body.get("type") or "AL_CLIENT")[:64],
+    )
+
+
+@router.post("/api/v4/ingest/", summary="Ingest a file; the result arrives on the notification queue")
+async def ingest(request: Request, user: Submitter) -> JSONResponse:
+    state = state_of(request)
+    upload = await read_upload(request, state)
+    order = _order(user.name, upload)
+    ingest_id = await run_in_threadpool(_ingest, state, order)
+    state.work_added()
+    return ok({"ingest_id": ingest_id})
+
+
+def _ingest(state: AppState, order: IngestOrder) -> str:
+    try:
+        with session_scope(state.engine) as session:
+            return state.intake.ingest(session, order)
+    except BadParams as exc:
+        raise ApiError(400, str(exc)) from None
+    except Overloaded as exc:
+        raise ApiError(503, f"Server busy: {exc}") from None
+
+
+@router.get("/api/v4/ingest/get_message/{nq}/", summary="Pop one message from a notification queue")
+def get_message(nq: QueueName, request: Request, user: User) -> JSONResponse:
+    state = state_of(request)
+    with session_scope(state.engine) as session:
+        messages = notify.pop(session, user.name, nq, 1)
+    return ok(messages[0] if messages else None)
+
+
+@router.get("/api/v4/ingest/get_message_list/{nq}/", summary="Pop messages from a notification queue")
+def get_message_list(
+    nq: QueueName,
+    request: Request,
+    user: User,
+    page_size: Annotated[int, Query(ge=1, le=notify.MAX_PAGE)] = notify.MAX_PAGE,
+) -> JSONResponse:
+    state = state_of(request)
+    with session_scope(state.engine) as session:
+        messages = notify.pop(session, user.name, nq, page_size)
+    return ok(messages)
+
+
+@router.post("/api/v4/submit/", summary="Submit a file for analysis; returns the saved submission")
+async def submit(request: Request, user: Submitter) -> JSONResponse:
+    state = state_of(request)
+    upload = await read_upload(request, state)
+    body = upload.body
+    if body.get("params") is not None and not isinstance(body.get("params"), dict):
+        raise ApiError(400, "params must be a JSON object")
+    record = await run_in_threadpool(_submit, state, user.name, upload)
+    state.work_added()
+    return ok(record)
+
+
+def _submit(state: AppState, user: str, upload: Upload) -> dict[str, Any]:
+    body = upload.body
+    try:
+        with session_scope(state.engine) as session:
+            submission = state.intake.submit(
+                session, user, upload.stored, upload.name, body.get("metadata"), body.get("params")
+            )
+            session.flush()
+            return views.submission(session, submission)
+    except BadParams as exc:
+        raise ApiError(400, str(exc)) from None
+    except Overloaded as exc:
+        raise ApiError(503, f"Server busy: {exc}") from None

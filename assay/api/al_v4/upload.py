@@ -1,0 +1,138 @@
+"""Reading a file and its JSON description from an ingest or submit request.
+
+Two encodings, as the client sends them: multipart (part ``json`` + part ``bin``) or a JSON
+body naming the file another way (``sha256`` of a stored file, ``plaintext``, ``base64``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from assay.api.envelope import ApiError
+from assay.api.state import AppState
+from assay.filestore import FileTooLarge, Stored
+
+MAX_JSON = 4 << 20
+
+
+@dataclass
+class Upload:
+    body: dict[str, Any]
+    stored: Stored
+    name: str
+
+
+async def read_upload(request: Request, state: AppState) -> Upload:
+    limit = state.settings.get_int("limits", "max_file_size", 100 << 20)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MAX_JSON:
+        raise ApiError(413, f"File too large ({int(declared)} > {limit})")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _multipart(request, state, limit)
+    return await _json_body(request, state, limit)
+
+
+async def _multipart(request: Request, state: AppState, limit: int) -> Upload:
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_JSON)
+    except Exception as exc:  # malformed multipart of any kind is the caller's error
+        raise ApiError(400, f"could not read the multipart body: {exc}") from None
+    try:
+        body = _parse_json_text(form.get("json") or "{}")
+        upload = form.get("bin")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "the multipart body has no file part named 'bin'")
+        stored = await run_in_threadpool(_store_upload, state, upload, limit)
+        name = _name(body, upload.filename or stored.sha256)
+    finally:
+        await form.close()
+    return Upload(body, stored, name)
+
+
+def _store_upload(state: AppState, upload: UploadFile, limit: int) -> Stored:
+    upload.file.seek(0)
+    try:
+        stored = state.store.put_stream(upload.file, limit)
+    except FileTooLarge as exc:
+        raise ApiError(413, str(exc)) from None
+    if stored.size == 0:
+        raise ApiError(400, "File empty. Ingestion failed")
+    return stored
+
+
+async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
+    raw = await request.body()
+    if len(raw) > limit * 2 + MAX_JSON:
+        raise ApiError(413, f"File too large ({len(raw)} > {limit})")
+    body = _parse_json_text(raw.decode("utf-8", "replace") or "{}")
+    if body.get("url"):
+        raise ApiError(400, "this server does not fetch URLs; send the file itself or the sha256 of a stored file")
+    data = _inline_bytes(body)
+    if data is not None:
+        if not data:
+            raise ApiError(400, "File empty. Ingestion failed")
+        if len(data) > limit:
+            raise ApiError(413, f"File too large ({len(data)} > {limit})")
+        stored = await run_in_threadpool(state.store.put_bytes, data)
+        return Upload(body, stored, _name(body, stored.sha256))
+    sha256 = str(body.get("sha256", "")).lower()
+    if not sha256:
+        raise ApiError(400, "send a file: a multipart part 'bin', or 'sha256', 'plaintext' or 'base64' in the JSON body")
+    if not state.store.exists(sha256):
+        raise ApiError(404, f"File {sha256} not found in the file store")
+    size = state.store.path(sha256).stat().st_size
+    if size > limit:
+        raise ApiError(413, f"File too large ({size} > {limit})")
+    stored = await run_in_threadpool(state.store.describe, sha256)
+    return Upload(body, stored, _name(body, sha256))
+
+
+def _inline_bytes(body: dict[str, Any]) -> bytes | None:
+    if "plaintext" in body:
+        return str(body["plaintext"]).encode()
+    if "base64" in body:
+        try:
+            return base64.b64decode(str(body["base64"]), validate=True)
+        except binascii.Error:
+            raise ApiError(400, "base64 is not valid base64") from None
+    return None
+
+
+def _parse_json_text(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise ApiError(400, "the 'json' part must be text")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "the JSON description must be an object")
+    return value
+
+
+def _name(body: dict[str, Any], fallback: str) -> str:
+    name = body.get("name") or fallback
+    if not isinstance(name, str):
+        raise ApiError(400, "name must be a string")
+    return name[:1024]
+
+
+def optional_int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ApiError(400, f"{key} must be a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{key} must be a whole number") from None

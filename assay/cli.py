@@ -1,0 +1,150 @@
+"""The ``assay`` command: run the server and workers, manage users, send files, read results.
+
+Client commands (``ingest``, ``listen``, ``submit``) talk to a server when ``--server`` is given;
+without it they work on the data directory directly, so they work whether or not a server runs
+(analysis happens once ``assay serve`` or ``assay worker`` is running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from assay.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("assay")
+
+
+class CliError(Exception):
+    """A failure to report in one line, with exit code 2."""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)")
+    common.add_argument("--config", default=argparse.SUPPRESS, help="a config.ini with your settings")
+    return common
+
+
+def _client_options() -> argparse.ArgumentParser:
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--server", default=os.environ.get("ASSAY_SERVER"), help="server URL; omit to work locally")
+    client.add_argument("--user", default=os.environ.get("ASSAY_USER", "admin"))
+    client.add_argument("--apikey", default=os.environ.get("ASSAY_APIKEY"), help="KEYNAME:SECRET")
+    client.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
+    return client
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common, client = _common(), _client_options()
+    parser = argparse.ArgumentParser(prog="assay", parents=[common], description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="log more and show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="start the API server (and embedded workers)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-cert")
+    serve.add_argument("--tls-key")
+    serve.add_argument("--workers", type=int, help="embedded worker processes (default from [queue] workers)")
+
+    worker = commands.add_parser("worker", parents=[common], help="run analysis workers")
+    worker.add_argument("--concurrency", type=int, default=2, help="Celery threads (scale-out mode)")
+    worker.add_argument("--embedded", action="store_true", help="poll the database instead of using Celery")
+    worker.add_argument("--worker-id", default=None)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", parents=[common], help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("admin", "submitter", "viewer"), default="submitter")
+    add.add_argument("--password", help="for web logins; API keys need none")
+    user.add_parser("list", parents=[common], help="list users")
+
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
+    create = apikey.add_parser("create", parents=[common], help="make a key; prints KEYNAME:SECRET last")
+    create.add_argument("name")
+    create.add_argument("keyname")
+
+    ingest = commands.add_parser("ingest", parents=[common, client], help="ingest files and directories")
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--nq", help="notification queue for the results")
+    ingest.add_argument("--priority", type=int)
+    ingest.add_argument("--ignore-cache", action="store_true")
+
+    listen = commands.add_parser("listen", parents=[common, client], help="print results as they arrive")
+    listen.add_argument("queue")
+    listen.add_argument("--count", type=int, help="exit after this many messages")
+    listen.add_argument("--timeout", type=float, help="give up after this many seconds without a message")
+
+    submit = commands.add_parser("submit", parents=[common, client], help="submit one file")
+    submit.add_argument("file")
+    submit.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    submit.add_argument("--timeout", type=float, default=600.0)
+
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", parents=[common], help="apply migrations")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None), getattr(args, "data_dir", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    from assay import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return int(handler(args, settings_from(args)) or 0)
+    except (CliError, ConfigError) as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"assay: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def walk(paths: Sequence[str]) -> Iterator[Path]:
+    """Every regular file under ``paths``, links not followed, in a stable order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_symlink():
+            continue
+        if path.is_file():
+            yield path
+        elif path.is_dir():
+            for root, dirs, files in os.walk(path, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    candidate = Path(root) / name
+                    if candidate.is_file() and not candidate.is_symlink():
+                        yield candidate
+        else:
+            raise CliError(f"{raw}: no such file or directory")
+
+
+def wait_for(check: Any, timeout: float | None, poll: float = 0.2) -> Any:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(poll)

@@ -1,0 +1,28 @@
+"""Alembic environment: runs on the connection handed over by :func:`assay.db.session.upgrade`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import assay.db.models
+from assay.db.base import Base
+
+try:  # the intel tables, when that package is present
+    import assay.intel.models  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    from assay.db.session import get_engine
+
+    connection = get_engine().connect()
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,120 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL (scale-out), and schema upgrades."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from assay.config import Settings
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+_default_settings: Settings | None = None
+MIGRATIONS = Path(__file__).with_name("migrations")
+_UPGRADE_LOCK_ID = 0x4153_5341  # "ASSA": serialises concurrent upgrades on PostgreSQL
+
+
+def configure(settings: Settings) -> None:
+    """Make ``settings`` the process default for :func:`get_engine` without arguments."""
+    global _default_settings
+    _default_settings = settings
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL per process (engines must not cross a fork: see :func:`dispose_all`)."""
+    if url is None:
+        if _default_settings is None:
+            from assay.config import load_settings
+
+            configure(load_settings())
+        assert _default_settings is not None
+        url = _default_settings.database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _create(url)
+        return engine
+
+
+def dispose_all() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    # WAL + NORMAL: a commit survives a process crash (the kill -9 promise); only power loss
+    # could take the last transactions back.
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=60000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: object) -> None:
+    # Take the write lock at BEGIN so two writers queue on busy_timeout instead of deadlocking
+    # when both upgrade a read lock.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+
+_makers: dict[int, sessionmaker[Session]] = {}
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    engine = engine or get_engine()
+    maker = _makers.get(id(engine))
+    if maker is None:
+        maker = _makers[id(engine)] = sessionmaker(engine, expire_on_commit=False)
+    session = maker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def upgrade(engine: Engine | None = None) -> None:
+    """Bring the schema to the newest migration (safe to call from several processes)."""
+    engine = engine or get_engine()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _UPGRADE_LOCK_ID})
+            connection.commit()
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _UPGRADE_LOCK_ID})
+                connection.commit()

@@ -1,0 +1,1 @@
+"""Where analysis runs: embedded worker processes or Celery workers, both over one sandbox."""

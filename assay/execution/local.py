@@ -1,0 +1,87 @@
+"""Embedded mode: worker processes that poll the database, supervised by ``assay serve``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from assay.config import Settings
+from assay.db.session import get_engine, session_scope
+from assay.execution import queue
+from assay.execution.worker import Worker
+
+log = logging.getLogger(__name__)
+IDLE_SLEEP = (0.02, 0.25)
+
+
+def run_worker(settings: Settings, worker_id: str, stop: threading.Event | None = None) -> None:
+    """Poll for work until stopped: busy, claim again at once; idle, back off to 250 ms."""
+    stop = stop or threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    worker = Worker(settings, worker_id)
+    batch = settings.get_int("queue", "batch_size", 16)
+    pause = IDLE_SLEEP[0]
+    try:
+        while not stop.is_set():
+            if worker.take(batch):
+                pause = IDLE_SLEEP[0]
+                continue
+            stop.wait(pause)
+            pause = min(pause * 2, IDLE_SLEEP[1])
+    finally:
+        worker.close()
+
+
+class Supervisor:
+    """Starts ``count`` worker processes and restarts any that dies, handing back its leases."""
+
+    def __init__(self, settings: Settings, count: int, config_file: str | None) -> None:
+        self.settings = settings
+        self.count = count
+        self.config_file = config_file
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="assay-supervisor", daemon=True)
+
+    def _command(self, worker_id: str) -> list[str]:
+        command = [sys.executable, "-m", "assay", "--data-dir", str(self.settings.data_dir)]
+        if self.config_file:
+            command += ["--config", str(Path(self.config_file).absolute())]
+        return [*command, "worker", "--embedded", "--worker-id", worker_id]
+
+    def start(self) -> None:
+        for index in range(self.count):
+            worker_id = f"local-{index}"
+            with session_scope(get_engine(self.settings.database_url)) as session:
+                queue.release(session, worker_id)  # leases left by a server that was killed
+            self._spawn(worker_id)
+        self._thread.start()
+
+    def _spawn(self, worker_id: str) -> None:
+        self.processes[worker_id] = subprocess.Popen(self._command(worker_id))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            for worker_id, process in list(self.processes.items()):
+                if process.poll() is None or self._stop.is_set():
+                    continue
+                log.warning("worker %s exited with %s; restarting it", worker_id, process.returncode)
+                with session_scope(get_engine(self.settings.database_url)) as session:
+                    queue.release(session, worker_id)
+                self._spawn(worker_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for process in self.processes.values():
+            process.terminate()
+        deadline = time.monotonic() + 10
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -1,0 +1,71 @@
+"""Sends Celery messages for submissions that need one, from the database, so a broker outage
+delays analysis but loses nothing: ingest stays open and the backlog drains when it is back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+from assay.config import Settings
+from assay.db.session import session_scope
+from assay.execution import queue
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+class Publisher:
+    """A background thread of the API process (scale-out mode only)."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        from assay.execution.celery_app import configure
+
+        self.app = configure(settings)
+        self.engine = engine
+        self.redispatch = settings.get_int("queue", "redispatch_seconds", 600)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="assay-publisher", daemon=True)
+        self.broker_up = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.publish_once()
+                self.broker_up = True
+            except Exception as exc:  # broker or database away: keep the work, try again
+                if self.broker_up:
+                    log.warning("cannot publish work (%s); will retry", exc)
+                self.broker_up = False
+                self._stop.wait(1.0)
+                continue
+            if sent < BATCH:
+                self._wake.wait(0.05)
+                self._wake.clear()
+
+    def publish_once(self) -> int:
+        from assay.execution.celery_app import TASK
+
+        with session_scope(self.engine) as session:
+            pending = queue.to_publish(session, BATCH, self.redispatch)
+        if not pending:
+            return 0
+        with self.app.producer_or_acquire() as producer:
+            for _sid, _priority in pending:
+                self.app.send_task(TASK, producer=producer, retry=False)
+        with session_scope(self.engine) as session:
+            queue.mark_published(session, [sid for sid, _ in pending])
+        return len(pending)

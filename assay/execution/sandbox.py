@@ -1,0 +1,112 @@
+"""Runs services in a child process, so a crash, a hang or a memory blow-up costs only the child.
+
+The parent sends one (service, request) at a time and waits at most the service's time limit.
+The child has an address-space limit. When the child dies or overruns, the parent kills it,
+reports a :class:`ServiceFailure` and starts a fresh child for the next call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import resource
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from assay.services.base import FileRequest, Result
+
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    """Why a service produced no result: ``exception``, ``timeout`` or ``crash``."""
+
+    kind: str
+    message: str
+
+
+def _child_main(conn: Connection, memory_mb: int, extra_modules: tuple[str, ...]) -> None:
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    for module in extra_modules:
+        importlib.import_module(module)
+    from assay.services import registry
+
+    registry.services()  # import every service once, before the first file
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if message is None:
+            return
+        name, request = message
+        conn.send(_run_one(registry, name, request))
+
+
+def _run_one(registry: Any, name: str, request: FileRequest) -> Result | ServiceFailure:
+    service = registry.service(name)
+    if service is None:
+        return ServiceFailure("exception", f"no service named {name}")
+    try:
+        return service.execute(request)
+    except MemoryError:
+        return ServiceFailure("exception", "ran out of memory (limit reached)")
+    except Exception as exc:  # a service bug must become an error record, not a dead worker
+        return ServiceFailure("exception", f"{type(exc).__name__}: {exc}"[:2000])
+
+
+class Sandbox:
+    """One child process executing services on behalf of one worker thread."""
+
+    def __init__(self, memory_mb: int = 2048, extra_modules: tuple[str, ...] = ()) -> None:
+        self.memory_mb = memory_mb
+        self.extra_modules = extra_modules
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> Connection:
+        parent, child = _CONTEXT.Pipe()
+        self._process = _CONTEXT.Process(
+            target=_child_main, args=(child, self.memory_mb, self.extra_modules), daemon=True
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+        return parent
+
+    def execute(self, service: str, request: FileRequest, timeout: float) -> Result | ServiceFailure:
+        conn = self._conn or self._start()
+        try:
+            conn.send((service, request))
+            if not conn.poll(timeout):
+                self._kill()
+                return ServiceFailure("timeout", f"{service} did not finish within {timeout:g} s")
+            answer = conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._process.exitcode if self._process is not None else None
+            self._kill()
+            return ServiceFailure("crash", f"{service} crashed its process (exit code {code})")
+        return answer
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
+        self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        if self._process is not None:
+            self._process.join(2)
+        self._kill()

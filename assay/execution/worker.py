@@ -1,0 +1,56 @@
+"""What every worker does with a claimed submission, whichever mode claimed it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from sqlalchemy.orm import Session
+
+from assay.config import Settings
+from assay.db.session import get_engine, session_scope
+from assay.dispatch import Dispatcher
+from assay.execution import queue
+from assay.execution.sandbox import Sandbox
+from assay.filestore import FileStore
+
+log = logging.getLogger(__name__)
+
+
+def worker_name(prefix: str = "worker") -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100000}"
+
+
+class Worker:
+    """A dispatcher, its sandbox and its lease identity (one per thread or process)."""
+
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or worker_name()
+        extra = tuple(settings.get_list("services", "extra_modules"))
+        self.sandbox = Sandbox(settings.get_int("limits", "service_memory_mb", 2048), extra)
+        self.dispatcher = Dispatcher(settings, FileStore(settings.storage_path), self.sandbox, self.worker_id)
+        self.engine = get_engine(settings.database_url)
+        self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
+
+    def sessions(self) -> Callable[[], AbstractContextManager[Session]]:
+        return lambda: session_scope(self.engine)
+
+    def take(self, limit: int) -> int:
+        """Claim up to ``limit`` submissions and analyse them; returns how many were claimed."""
+        with session_scope(self.engine) as session:
+            sids = queue.claim(session, self.worker_id, limit, self.lease_seconds)
+        for sid in sids:
+            try:
+                self.dispatcher.run(self.sessions(), sid)
+            except Exception:
+                # The lease runs out and another attempt follows; attempts are bounded.
+                log.exception("analysis of %s failed; it will be retried", sid)
+        return len(sids)
+
+    def close(self) -> None:
+        self.sandbox.close()

@@ -1,0 +1,161 @@
+"""Tables of the threat-intelligence store.
+
+Attributes, tags and security labels live as JSON lists on their item's row: a job then writes an
+indicator with one row, which is what lets the bulk path insert thousands of indicators per statement.
+Associations and file occurrences are rows of their own because they are queried from both ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from assay.db.base import Base, JsonType, UtcDateTime, utcnow
+
+Json = dict[str, Any]
+
+
+class Owner(Base):
+    """An organisation, community or source; every item belongs to exactly one owner."""
+
+    __tablename__ = "intel_owner"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), default="Organization")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Group(Base):
+    """Adversary, Campaign, Incident, Signature...: named containers indicators are associated with."""
+
+    __tablename__ = "intel_group"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "xid"),
+        Index("ix_intel_group_owner_type_name", "owner_id", "type", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("intel_owner.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(500))
+    xid: Mapped[str | None] = mapped_column(String(255))
+    fields: Mapped[Json] = mapped_column(JsonType, default=dict)
+    attributes: Mapped[list[Json]] = mapped_column(JsonType, default=list)
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    security_labels: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Indicator(Base):
+    """One observable per (owner, type, normalised summary); File rows also carry their hashes."""
+
+    __tablename__ = "intel_indicator"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "type", "summary"),
+        UniqueConstraint("owner_id", "md5", name="uq_intel_indicator_owner_md5"),
+        UniqueConstraint("owner_id", "sha1", name="uq_intel_indicator_owner_sha1"),
+        UniqueConstraint("owner_id", "sha256", name="uq_intel_indicator_owner_sha256"),
+        Index("ix_intel_indicator_owner_xid", "owner_id", "xid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("intel_owner.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(String(2048))
+    md5: Mapped[str | None] = mapped_column(String(32))
+    sha1: Mapped[str | None] = mapped_column(String(40))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    xid: Mapped[str | None] = mapped_column(String(255))
+    rating: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    attributes: Mapped[list[Json]] = mapped_column(JsonType, default=list)
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    security_labels: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    first_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    external_dates: Mapped[Json] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GroupIndicator(Base):
+    """Group-indicator association."""
+
+    __tablename__ = "intel_group_indicator"
+    __table_args__ = (Index("ix_intel_group_indicator_indicator", "indicator_id"),)
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(
+        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GroupGroup(Base):
+    """Undirected group-group association, stored with the smaller id first."""
+
+    __tablename__ = "intel_group_group"
+    __table_args__ = (Index("ix_intel_group_group_group_id_2", "group_id_2"),)
+
+    group_id_1: Mapped[int] = mapped_column(
+        ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id_2: Mapped[int] = mapped_column(
+        ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class IndicatorIndicator(Base):
+    """Undirected indicator-indicator association, stored with the smaller id first."""
+
+    __tablename__ = "intel_indicator_indicator"
+    __table_args__ = (Index("ix_intel_indicator_indicator_indicator_id_2", "indicator_id_2"),)
+
+    indicator_id_1: Mapped[int] = mapped_column(
+        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
+    )
+    indicator_id_2: Mapped[int] = mapped_column(
+        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class FileOccurrence(Base):
+    """Where and when a File indicator was seen; `fingerprint` makes re-submissions idempotent."""
+
+    __tablename__ = "intel_file_occurrence"
+    __table_args__ = (UniqueConstraint("indicator_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+INTEL_TABLES = [
+    Owner.__table__,
+    Group.__table__,
+    Indicator.__table__,
+    GroupIndicator.__table__,
+    GroupGroup.__table__,
+    IndicatorIndicator.__table__,
+    FileOccurrence.__table__,
+]

@@ -1,0 +1,352 @@
+"""Set-based reads and writes of the intel tables: the fast path every job goes through.
+
+Each function takes an open `Connection` inside the caller's transaction and touches many rows per
+statement: multi-row `INSERT ... ON CONFLICT DO NOTHING ... RETURNING` (SQLAlchemy's insertmanyvalues
+batches the VALUES lists), `SELECT ... WHERE key IN (...)` and executemany `UPDATE ... WHERE id = ?`.
+PostgreSQL and SQLite are handled by the same code through their dialect `insert()` constructs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeEngine
+
+from assay.db.base import UtcDateTime, utcnow
+from assay.intel.models import (
+    FileOccurrence,
+    Group,
+    GroupGroup,
+    GroupIndicator,
+    Indicator,
+    IndicatorIndicator,
+    Owner,
+)
+
+Json = dict[str, Any]
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
+IN_LIMIT = 900  # keys per IN list: well under SQLite's bound-parameter limit on every build
+
+INDICATOR_COLUMNS = (
+    "id", "type", "summary", "md5", "sha1", "sha256", "xid", "rating", "confidence", "attributes",
+    "tags", "security_labels", "first_seen", "last_seen", "external_dates",
+)  # fmt: skip
+GROUP_COLUMNS = ("id", "type", "name", "xid", "fields", "attributes", "tags", "security_labels")
+
+
+def dialect_insert(conn: Connection, table: Table) -> Insert:
+    """The dialect's own INSERT, which knows ON CONFLICT."""
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def key_in(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`, one parameter however many keys."""
+    if is_postgres(conn):
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _pg_type(sa_type: TypeEngine[Any]) -> str:
+    if isinstance(sa_type, UtcDateTime | DateTime):
+        return "timestamptz"
+    if isinstance(sa_type, JSON) or isinstance(getattr(sa_type, "impl", None), JSON):
+        return "jsonb"
+    if isinstance(sa_type, BigInteger | Integer):
+        return "int8"
+    if isinstance(sa_type, Float):
+        return "float8"
+    if isinstance(sa_type, String | Text):
+        return "text"
+    raise TypeError(f"no PostgreSQL array type for {sa_type!r}")
+
+
+def pg_unnest_insert(
+    conn: Connection, table: Table, rows: list[Json], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """`INSERT ... SELECT FROM unnest(array, ...) ON CONFLICT DO NOTHING RETURNING ...` on PostgreSQL.
+
+    One parameter per column instead of one per value: psycopg converts each column list to an
+    array in one go, and the server gets a short statement whatever the number of rows.
+    """
+    columns = list(rows[0])
+    types = [_pg_type(table.c[c].type) for c in columns]
+    arrays = []
+    for column, kind in zip(columns, types, strict=True):
+        values = [row[column] for row in rows]
+        if kind == "jsonb":
+            values = [None if v is None else json.dumps(v) for v in values]
+        arrays.append(values)
+    casts = ", ".join(f"%s::{'text' if k == 'jsonb' else k}[]" for k in types)
+    names = ", ".join(f"c{i}" for i in range(len(columns)))
+    picks = ", ".join(f"u.c{i}::jsonb" if k == "jsonb" else f"u.c{i}" for i, k in enumerate(types))
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picks} FROM unnest({casts}) AS u({names}) "
+        f"ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+    )
+    return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(arrays))]
+
+
+def ensure_owner(conn: Connection, name: str, kind: str = "Organization") -> int:
+    """The owner's id, creating the owner on first use (safe against a concurrent creator)."""
+    table = Owner.__table__
+    conn.execute(dialect_insert(conn, table).values(name=name, kind=kind).on_conflict_do_nothing())
+    return conn.execute(select(table.c.id).where(table.c.name == name)).scalar_one()
+
+
+def _rows(conn: Connection, columns: Sequence[str], table: Table, *where: Any) -> list[Json]:
+    stmt = select(*(table.c[c] for c in columns)).where(*where)
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+# --- indicators -------------------------------------------------------------------------------
+
+
+def find_indicators(conn: Connection, owner_id: int, keys: Sequence[tuple[str, str]]) -> list[Json]:
+    """Stored non-File indicators whose (type, summary) is among `keys`.
+
+    One query per type, so that the (owner_id, type, summary) unique index serves the look-up.
+    """
+    table = Indicator.__table__
+    by_type: dict[str, set[str]] = {}
+    for kind, summary in keys:
+        by_type.setdefault(kind, set()).add(summary)
+    found: list[Json] = []
+    for kind, summaries in sorted(by_type.items()):
+        for part in chunks(sorted(summaries), IN_LIMIT):
+            where = (table.c.owner_id == owner_id, table.c.type == kind, key_in(conn, table.c.summary, part))
+            found += _rows(conn, INDICATOR_COLUMNS, table, *where)
+    return found
+
+
+def find_files(conn: Connection, owner_id: int, hashes: Iterable[str]) -> list[Json]:
+    """Stored File indicators sharing any of `hashes`: one query per hash column, each on its index."""
+    table = Indicator.__table__
+    found: dict[int, Json] = {}
+    for part in chunks(sorted(set(hashes)), IN_LIMIT):
+        for column in ("md5", "sha1", "sha256"):
+            wanted = [h for h in part if len(h) == HASH_LENGTHS[column]]
+            if not wanted:
+                continue
+            where = (table.c.owner_id == owner_id, key_in(conn, table.c[column], wanted))
+            for row in _rows(conn, INDICATOR_COLUMNS, table, *where):
+                found[row["id"]] = row
+    return list(found.values())
+
+
+def find_indicators_by_xid(conn: Connection, owner_id: int, xids: Iterable[str]) -> dict[str, int]:
+    table = Indicator.__table__
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(xids)), IN_LIMIT):
+        stmt = select(table.c.xid, table.c.id).where(table.c.owner_id == owner_id, table.c.xid.in_(part))
+        for xid, ident in conn.execute(stmt.order_by(table.c.id)):
+            out.setdefault(xid, ident)
+    return out
+
+
+def insert_indicators(conn: Connection, rows: list[Json]) -> dict[tuple[str, str], int]:
+    """Insert new indicators; returns (type, summary) → id for the rows actually inserted."""
+    if not rows:
+        return {}
+    table = Indicator.__table__
+    now = utcnow()
+    params = [{**row, "created_at": now, "updated_at": now} for row in rows]
+    if is_postgres(conn):
+        return {(t, s): i for i, t, s in pg_unnest_insert(conn, table, params, ("id", "type", "summary"))}
+    stmt = (
+        dialect_insert(conn, table)
+        .on_conflict_do_nothing()
+        .returning(table.c.id, table.c.type, table.c.summary)
+    )
+    return {(t, s): i for i, t, s in conn.execute(stmt, params)}
+
+
+def update_rows(conn: Connection, table: Table, rows: list[Json]) -> None:
+    """executemany `UPDATE table SET ... WHERE id = :id`; every row must carry the same keys."""
+    if not rows:
+        return
+    now = utcnow()
+    columns = [c for c in rows[0] if c != "id"]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({c: bindparam(c) for c in [*columns, "updated_at"]})
+    )
+    conn.execute(stmt, [{**{c: r[c] for c in columns}, "_id": r["id"], "updated_at": now} for r in rows])
+
+
+def delete_indicators(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete indicators with their associations and occurrences (no reliance on FK cascades,
+    which SQLite only honours when the connection enabled them)."""
+    gi, ii, fo, ind = (
+        GroupIndicator.__table__,
+        IndicatorIndicator.__table__,
+        FileOccurrence.__table__,
+        Indicator.__table__,
+    )
+    for part in chunks(list(ids), IN_LIMIT):
+        conn.execute(delete(gi).where(gi.c.indicator_id.in_(part)))
+        conn.execute(delete(ii).where(or_(ii.c.indicator_id_1.in_(part), ii.c.indicator_id_2.in_(part))))
+        conn.execute(delete(fo).where(fo.c.indicator_id.in_(part)))
+        conn.execute(delete(ind).where(ind.c.id.in_(part)))
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+def find_groups_by_xid(conn: Connection, owner_id: int, xids: Iterable[str]) -> dict[str, Json]:
+    table = Group.__table__
+    out: dict[str, Json] = {}
+    for part in chunks(sorted(set(xids)), IN_LIMIT):
+        for row in _rows(conn, GROUP_COLUMNS, table, table.c.owner_id == owner_id, table.c.xid.in_(part)):
+            out[row["xid"]] = row
+    return out
+
+
+def find_groups_by_name(
+    conn: Connection, owner_id: int, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[Json]]:
+    """(type, name) → stored groups, oldest first (lowest id: ids only grow)."""
+    table = Group.__table__
+    out: dict[tuple[str, str], list[Json]] = {}
+    for part in chunks(sorted(set(keys)), IN_LIMIT // 2):
+        cond = tuple_(table.c.type, table.c.name).in_(part)
+        stmt = select(*(table.c[c] for c in GROUP_COLUMNS)).where(table.c.owner_id == owner_id, cond)
+        for row in conn.execute(stmt.order_by(table.c.id)):
+            data = dict(row._mapping)
+            out.setdefault((data["type"], data["name"]), []).append(data)
+    return out
+
+
+def find_group_ids(conn: Connection, owner_id: int, ids: Iterable[int]) -> set[int]:
+    table = Group.__table__
+    wanted = sorted(set(ids))
+    stmt = select(table.c.id).where(table.c.owner_id == owner_id, table.c.id.in_(wanted))
+    return set(conn.execute(stmt).scalars()) if wanted else set()
+
+
+def insert_groups(conn: Connection, owner_id: int, rows: list[Json]) -> list[int]:
+    """Insert groups; returns their ids in the order of `rows`."""
+    if not rows:
+        return []
+    table = Group.__table__
+    now = utcnow()
+    stmt = dialect_insert(conn, table).returning(table.c.id, sort_by_parameter_order=True)
+    params = [{**row, "owner_id": owner_id, "created_at": now, "updated_at": now} for row in rows]
+    return list(conn.execute(stmt, params).scalars())
+
+
+def delete_groups(conn: Connection, ids: Sequence[int]) -> None:
+    gi, gg, grp = GroupIndicator.__table__, GroupGroup.__table__, Group.__table__
+    for part in chunks(list(ids), IN_LIMIT):
+        conn.execute(delete(gi).where(gi.c.group_id.in_(part)))
+        conn.execute(delete(gg).where(or_(gg.c.group_id_1.in_(part), gg.c.group_id_2.in_(part))))
+        conn.execute(delete(grp).where(grp.c.id.in_(part)))
+
+
+# --- associations and occurrences -------------------------------------------------------------
+
+PAIR_TABLES: dict[str, tuple[Table, str, str]] = {
+    "group_indicator": (GroupIndicator.__table__, "group_id", "indicator_id"),
+    "group_group": (GroupGroup.__table__, "group_id_1", "group_id_2"),
+    "indicator_indicator": (IndicatorIndicator.__table__, "indicator_id_1", "indicator_id_2"),
+}
+
+
+def insert_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Insert association pairs, ignoring those already stored; returns the pairs that were new."""
+    if not pairs:
+        return set()
+    table, left, right = PAIR_TABLES[kind]
+    now = utcnow()
+    params = [{left: a, right: b, "created_at": now} for a, b in pairs]
+    if is_postgres(conn):
+        return {(a, b) for a, b in pg_unnest_insert(conn, table, params, (left, right))}
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c[left], table.c[right])
+    return {(a, b) for a, b in conn.execute(stmt, params)}
+
+
+def delete_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    table, left, right = PAIR_TABLES[kind]
+    gone: set[tuple[int, int]] = set()
+    for part in chunks(list(pairs), IN_LIMIT // 2):
+        stmt = delete(table).where(tuple_(table.c[left], table.c[right]).in_(part))
+        stmt = stmt.returning(table.c[left], table.c[right])
+        gone |= {(a, b) for a, b in conn.execute(stmt)}
+    return gone
+
+
+def occurrence_fingerprint(occurrence: Json) -> str:
+    text = json.dumps([occurrence.get("fileName"), occurrence.get("path"), occurrence.get("date")])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def occurrence_row(indicator_id: int, occurrence: Json) -> Json:
+    date = occurrence.get("date")
+    return {
+        "indicator_id": indicator_id,
+        "fingerprint": occurrence_fingerprint(occurrence),
+        "file_name": occurrence.get("fileName"),
+        "path": occurrence.get("path"),
+        "date": datetime.fromisoformat(date) if date else None,
+    }
+
+
+def insert_occurrences(conn: Connection, rows: list[Json]) -> set[tuple[int, str]]:
+    """Insert occurrence rows; returns the (indicator_id, fingerprint) of those that were new."""
+    if not rows:
+        return set()
+    table = FileOccurrence.__table__
+    now = utcnow()
+    params = [{**r, "created_at": now} for r in rows]
+    if is_postgres(conn):
+        return {(i, f) for i, f in pg_unnest_insert(conn, table, params, ("indicator_id", "fingerprint"))}
+    stmt = (
+        dialect_insert(conn, table)
+        .on_conflict_do_nothing()
+        .returning(table.c.indicator_id, table.c.fingerprint)
+    )
+    return {(i, f) for i, f in conn.execute(stmt, params)}
+
+
+def delete_occurrences(conn: Connection, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    table = FileOccurrence.__table__
+    gone: set[tuple[int, str]] = set()
+    for part in chunks(list(keys), IN_LIMIT // 2):
+        cond = tuple_(table.c.indicator_id, table.c.fingerprint).in_(part)
+        stmt = delete(table).where(cond).returning(table.c.indicator_id, table.c.fingerprint)
+        gone |= {(i, f) for i, f in conn.execute(stmt)}
+    return gone

@@ -1,0 +1,1 @@
+"""IoT forensics: captures, router reports and cloud accounts."""

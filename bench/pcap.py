@@ -1,0 +1,154 @@
+"""Benchmark: NetworkCapture's engine against tshark field extraction and scapy dissection.
+
+Builds one pcap of ``--packets`` packets in a temporary directory by replaying the DFRWS 2017
+captures and generated DNS/HTTP/TLS/MQTT/DHCP/SSDP/mDNS/CoAP traffic, then times, in one run:
+``analyse_capture`` over the whole file, ``tshark -T fields`` extracting the same fields over
+the whole file, and scapy's ``PcapReader`` (full dissection) over the first ``--scapy-packets``
+packets, extrapolated to the whole file. Prints JSON.
+
+    .venv/bin/python bench/pcap.py --packets 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from assay.iot.capture import analyse_capture, synth
+from assay.iot.capture.reader import CaptureReader
+
+DFRWS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "IoT_Net_Traffic.zip"
+TSHARK_FIELDS = (
+    "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "dns.qry.name",
+    "http.host", "http.request.uri", "http.user_agent", "tls.handshake.extensions_server_name",
+    "coap.opt.uri_path_recon", "mqtt.topic", "dhcp.option.hostname",
+)
+CLIENT, SERVER = ("02:00:00:00:00:01", "10.0.0.2"), ("00:24:54:30:84:79", "10.0.0.1")
+
+
+def dfrws_frames(workdir: Path) -> list[bytes]:
+    frames: list[bytes] = []
+    if not DFRWS_ZIP.exists():
+        return frames
+    with zipfile.ZipFile(DFRWS_ZIP) as archive:
+        for name in archive.namelist():
+            target = workdir / Path(name).name
+            target.write_bytes(archive.read(name))
+            frames += [bytes(frame) for _ts, _lt, frame, _orig in CaptureReader(target)]
+    return frames
+
+
+def _frame(src: tuple[str, str], dst: tuple[str, str], proto: int, segment: bytes) -> bytes:
+    return synth.ethernet(src[0], dst[0], synth.ip_packet(src[1], dst[1], proto, segment))
+
+
+def generated_frames() -> list[bytes]:
+    """One small conversation of each protocol the analyser parses."""
+    c, s = CLIENT, SERVER
+    hello = synth.tls_client_hello("device.example.net", ["h2"], [4865, 49195], [29, 23], [0])
+    request = synth.http_request("GET", "api.example.net", "/v1/status")
+    response = synth.http_response(b'{"ok":true}', "application/json")
+    connect = synth.mqtt_connect("sensor-1")
+    publish = synth.mqtt_publish("home/kitchen/temp", b"21.5")
+    return [
+        _frame(c, s, 17, synth.udp(40000, 53, synth.dns_query("api.example.net"))),
+        _frame(s, c, 17, synth.udp(53, 40000, synth.dns_answer("api.example.net", "10.0.0.1"))),
+        _frame(c, s, 6, synth.tcp(40001, 80, 1000, request)),
+        _frame(s, c, 6, synth.tcp(80, 40001, 5000, response)),
+        _frame(c, s, 6, synth.tcp(40002, 443, 2000, hello)),
+        _frame(c, s, 6, synth.tcp(40003, 1883, 3000, connect)),
+        _frame(c, s, 6, synth.tcp(40003, 1883, 3000 + len(connect), publish)),
+        _frame(c, ("ff:ff:ff:ff:ff:ff", "255.255.255.255"), 17,
+               synth.udp(68, 67, synth.dhcp_request(c[0], "thermostat", "udhcp 1.30", [1, 3, 6, 15]))),
+        _frame(c, ("01:00:5e:7f:ff:fa", "239.255.255.250"), 17,
+               synth.udp(1900, 1900, synth.ssdp_notify("http://10.0.0.2/d.xml", "uuid:1", "Linux UPnP/1.0"))),
+        _frame(c, ("01:00:5e:00:00:fb", "224.0.0.251"), 17,
+               synth.udp(5353, 5353, synth.mdns_announce("cam", c[1], "_http._tcp.local"))),
+        _frame(c, s, 17, synth.udp(5683, 5683, synth.coap_message(0, 2, 7, b"\x01", "/3/0/1", 0, b"x"))),
+    ]
+
+
+def build_capture(path: Path, count: int, workdir: Path) -> int:
+    templates = dfrws_frames(workdir) + generated_frames() * 50
+    frames = zip(range(count), itertools.cycle(templates))
+    packets = ((1_500_000_000 + i * 0.001, frame) for i, frame in frames)
+    synth.write_pcap(path, packets)
+    return len(templates)
+
+
+def time_analyser(path: Path) -> dict[str, float]:
+    start = time.perf_counter()
+    report = analyse_capture(path, time_limit=3600, max_packets=1 << 40)
+    elapsed = time.perf_counter() - start
+    return {"seconds": round(elapsed, 3), "packets": report["stats"]["packets"]}
+
+
+def time_tshark(path: Path) -> dict[str, float] | None:
+    if shutil.which("tshark") is None:
+        return None
+    args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
+    for field in TSHARK_FIELDS:
+        args += ["-e", field]
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {"seconds": round(time.perf_counter() - start, 3)}
+
+
+def time_scapy(path: Path, subset: int) -> dict[str, float]:
+    from scapy.all import PcapReader
+
+    start = time.perf_counter()
+    seen = 0
+    with PcapReader(str(path)) as reader:
+        for _packet in reader:  # reading dissects every layer
+            seen += 1
+            if seen >= subset:
+                break
+    return {"seconds_subset": round(time.perf_counter() - start, 3), "subset_packets": seen}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--scapy-packets", type=int, default=20_000)
+    parser.add_argument("--skip-tshark", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        path = workdir / "bench.pcap"
+        templates = build_capture(path, args.packets, workdir)
+        size_mb = path.stat().st_size / 1e6
+        ours = time_analyser(path)
+        tshark = None if args.skip_tshark else time_tshark(path)
+        scapy = time_scapy(path, args.scapy_packets)
+    ours_pps = ours["packets"] / ours["seconds"]
+    out: dict[str, object] = {
+        "packets": args.packets, "file_mb": round(size_mb, 1), "distinct_frames": templates,
+        "analyse_capture": {**ours, "packets_per_s": round(ours_pps),
+                            "mb_per_s": round(size_mb / ours["seconds"], 1)},
+    }
+    scapy_pps = scapy["subset_packets"] / scapy["seconds_subset"]
+    out["scapy_extrapolated"] = {
+        **scapy, "packets_per_s": round(scapy_pps),
+        "estimated_seconds_for_all": round(args.packets / scapy_pps, 1),
+        "note": "PcapReader full dissection on the first subset_packets packets, extrapolated",
+    }
+    out["ratio_vs_scapy"] = round(ours_pps / scapy_pps, 1)
+    if tshark is not None:
+        tshark_pps = args.packets / tshark["seconds"]
+        out["tshark_fields"] = {**tshark, "packets_per_s": round(tshark_pps),
+                                "mb_per_s": round(size_mb / tshark["seconds"], 1),
+                                "fields": list(TSHARK_FIELDS)}
+        out["ratio_vs_tshark"] = round(ours_pps / tshark_pps, 1)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Shared fixtures: data directories, real PostgreSQL databases, and live servers and workers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PG_ADMIN = os.environ.get("ASSAY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+REDIS_URL = "redis://127.0.0.1:6379/{db}"
+RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    name = f"assay_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_pg_url() -> tuple[str, str]:
+    name = f"assay_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def assay_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
+    env.update({"ASSAY_DATA_DIR": str(data_dir), "ASSAY_CONFIG": str(data_dir / "none.ini")})
+    (data_dir).mkdir(parents=True, exist_ok=True)
+    (data_dir / "none.ini").write_text("")
+    env.update(extra or {})
+    return env
+
+
+def run_assay(args: list[str], env: dict[str, str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+@dataclass
+class Server:
+    """An ``assay serve`` process of the test's own, and how to reach it."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log: Path | None = None
+
+    @property
+    def apikey(self) -> str:
+        return (self.data_dir / "admin.apikey").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-USER": "admin", "X-APIKEY": self.apikey}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
+
+    def start(self, extra_args: list[str] | None = None) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        self.log = self.data_dir / "server.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "assay", "serve", "--port", str(port), *(extra_args or [])],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until_up(self.url, self.process, self.log)
+
+    def start_celery_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        log = self.data_dir / f"worker{len(self.workers)}.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "assay", "worker", "--concurrency", str(concurrency)],
+            env=self.env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the server and everything it started (its process group)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/api/", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not come up:\n{log.read_text()[-3000:]}")
+
+
+def make_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    return Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=assay_env(data_dir, extra_env))
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One embedded server (SQLite, local workers) shared by a test module."""
+    server = make_server(tmp_path_factory.mktemp("embedded"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for_messages(client: httpx.Client, queue: str, count: int, timeout: float = 90) -> list[dict]:
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        response = client.get(f"/api/v4/ingest/get_message_list/{queue}/")
+        response.raise_for_status()
+        got.extend(response.json()["api_response"])
+        if len(got) < count:
+            time.sleep(0.1)
+    return got
+
+
+def ingest_bytes(client: httpx.Client, data: bytes, name: str, **description: object) -> str:
+    import json
+
+    body = {"name": name, **description}
+    response = client.post("/api/v4/ingest/", files={"json": (None, json.dumps(body)), "bin": (name, data)})
+    assert response.status_code == 200, response.text
+    return str(response.json()["api_response"]["ingest_id"])
