@@ -309,3 +309,27 @@ def test_random_bytes_and_corrupted_captures_never_raise(tmp_path: Path, seed: i
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(b"")
     assert analyse_capture(empty)["errors"] == ["empty file"]
+
+
+def test_dns_over_tcp_and_answers_with_compressed_names(tmp_path: Path) -> None:
+    query = synth.dns_query("tcp.example.org", ident=9)
+    answer = synth.dns_answer("tcp.example.org", "198.51.100.7", ident=9)
+    framed_q = len(query).to_bytes(2, "big") + query
+    framed_a = len(answer).to_bytes(2, "big") + answer
+    frames = [eth(A, B, 6, synth.tcp(50010, 53, 100, framed_q)),
+              eth(B, A, 6, synth.tcp(53, 50010, 900, framed_a), src_mac=B_MAC, dst_mac=A_MAC),
+              eth(B, A, 17, synth.udp(53, 40000, answer), src_mac=B_MAC, dst_mac=A_MAC)]
+    report = analyse_capture(write(tmp_path / "dns.pcap", frames))
+    tcp_query, tcp_answer, udp_answer = sorted(report["dns"], key=lambda d: d["ts"])
+    assert tcp_query["questions"] == [{"name": "tcp.example.org", "type": "A"}] and not tcp_query["response"]
+    for message in (tcp_answer, udp_answer):
+        assert message["response"] and message["answers"][0]["data"] == "198.51.100.7"
+        assert message["answers"][0]["name"] == "tcp.example.org"
+
+
+def test_ip_fragments_count_in_conversations_without_misreading_ports(tmp_path: Path) -> None:
+    packet = bytearray(synth.ipv4(A, B, 17, synth.udp(40000, 53, synth.dns_query("frag.example.org"))))
+    packet[6:8] = (0x0010).to_bytes(2, "big")  # fragment offset 16 * 8 bytes: not the first fragment
+    frame = synth.ethernet(A_MAC, B_MAC, bytes(packet))
+    report = analyse_capture(write(tmp_path / "frag.pcap", [frame]))
+    assert report["dns"] == [] and report["conversations"][0]["a_port"] == 0

@@ -7,7 +7,6 @@ reports a :class:`ServiceFailure` and starts a fresh child for the next call.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import resource
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from assay.services.base import FileRequest, Result
 
 _CONTEXT = multiprocessing.get_context("spawn")
+STARTUP_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,11 @@ def _child_main(conn: Connection, memory_mb: int, extra_modules: tuple[str, ...]
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for module in extra_modules:
-        importlib.import_module(module)
     from assay.services import registry
 
+    registry.load_extra(extra_modules)
     registry.services()  # import every service once, before the first file
+    conn.send("ready")
     while True:
         try:
             message = conn.recv()
@@ -76,10 +76,18 @@ class Sandbox:
         self._process.start()
         child.close()
         self._conn = parent
+        # Start-up (importing every service) must not count against the first file's time limit.
+        if not parent.poll(STARTUP_SECONDS) or parent.recv() != "ready":
+            self._kill()
+            raise RuntimeError("the service sandbox did not start")
         return parent
 
     def execute(self, service: str, request: FileRequest, timeout: float) -> Result | ServiceFailure:
-        conn = self._conn or self._start()
+        try:
+            conn = self._conn or self._start()
+        except (EOFError, OSError, RuntimeError) as exc:
+            self._kill()
+            return ServiceFailure("crash", f"could not start the sandbox: {exc}")
         try:
             conn.send((service, request))
             if not conn.poll(timeout):

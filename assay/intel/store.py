@@ -99,10 +99,11 @@ def pg_unnest_insert(
 ) -> list[tuple[Any, ...]]:
     """`INSERT ... SELECT FROM unnest(array, ...) ON CONFLICT DO NOTHING RETURNING ...` on PostgreSQL.
 
-    One parameter per column instead of one per value: psycopg converts each column list to an
-    array in one go, and the server gets a short statement whatever the number of rows.
+    One parameter per column instead of one per value: psycopg sends each column as one binary
+    array, and the server gets a short statement whatever the number of rows. Columns that are
+    NULL on every row are left out (binary arrays of nothing but NULL have no element type).
     """
-    columns = list(rows[0])
+    columns = [c for c in rows[0] if any(row[c] is not None for row in rows)]  # all-NULL: default
     types = [_pg_type(table.c[c].type) for c in columns]
     arrays = []
     for column, kind in zip(columns, types, strict=True):
@@ -110,7 +111,7 @@ def pg_unnest_insert(
         if kind == "jsonb":
             values = [None if v is None else json.dumps(v) for v in values]
         arrays.append(values)
-    casts = ", ".join(f"%s::{'text' if k == 'jsonb' else k}[]" for k in types)
+    casts = ", ".join(f"%b::{'text' if k == 'jsonb' else k}[]" for k in types)
     names = ", ".join(f"c{i}" for i in range(len(columns)))
     picks = ", ".join(f"u.c{i}::jsonb" if k == "jsonb" else f"u.c{i}" for i, k in enumerate(types))
     sql = (

@@ -15,10 +15,28 @@ from assay.services.base import Heuristic, Service
 
 SERVICE_PACKAGES = ("assay.services", "assay.iot")
 _SKIP_MODULES = {"base", "registry"}
+_extra_modules: list[str] = []
+
+
+def load_extra(modules: list[str] | tuple[str, ...]) -> None:
+    """Also take services from these modules (``[services] extra_modules``: plugins of your own)."""
+    added = [m for m in modules if m not in _extra_modules]
+    if added:
+        _extra_modules.extend(added)
+        services.cache_clear()
+        heuristics.cache_clear()
+
+
+def _collect(module: object, found: dict[str, type[Service]]) -> None:
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Service) and value.name and value is not Service:
+            found[value.name] = value
 
 
 def _service_classes() -> list[type[Service]]:
     found: dict[str, type[Service]] = {}
+    for module_name in _extra_modules:
+        _collect(importlib.import_module(module_name), found)
     for package_name in SERVICE_PACKAGES:
         try:
             package = importlib.import_module(package_name)
@@ -27,10 +45,7 @@ def _service_classes() -> list[type[Service]]:
         for info in pkgutil.iter_modules(package.__path__):
             if info.name in _SKIP_MODULES or info.name.startswith("_"):
                 continue
-            module = importlib.import_module(f"{package_name}.{info.name}")
-            for value in vars(module).values():
-                if isinstance(value, type) and issubclass(value, Service) and value.name and value is not Service:
-                    found[value.name] = value
+            _collect(importlib.import_module(f"{package_name}.{info.name}"), found)
     return sorted(found.values(), key=lambda cls: (cls.stage, cls.name))
 
 

@@ -95,6 +95,7 @@ class Analysis:
 
     def _walk(self, reader: CaptureReader) -> None:
         report, convs, hosts, dirs = self.report, self.report.convs, self.report.hosts, self.dirs
+        report.udp_kinds = _UDP_KINDS
         saturated, counts = report.saturated, report.counts
         max_packets = int(self.opts["max_packets"])
         deadline = time.monotonic() + float(self.opts["time_limit"])
@@ -109,7 +110,7 @@ class Analysis:
                 break
             if linktype == 1 and frame[12:15] == _ETH_IPV4_NO_OPTIONS and len(frame) >= 34:
                 # the common case, inlined: Ethernet, IPv4 without options
-                smac, proto, l4 = frame[6:12], frame[23], 34
+                smac, proto, l4 = None, frame[23], 34  # MAC sliced only when first needed
                 end = min(len(frame), 14 + ((frame[16] << 8) | frame[17]))
                 first = not (frame[20] & 0x1F or frame[21])
                 addrs = frame[26:38] if first and (proto == 6 or proto == 17) else frame[26:34] + _NO_PORTS
@@ -138,9 +139,11 @@ class Analysis:
                 if entry is None:
                     continue
             conv, side = entry
-            host = hosts.get(smac)
-            if host is None or not conv[side]:
-                host = report.saw_address(host, smac, addrs, ts)
+            host = conv[8 + side]
+            if host is None:  # first packet from this side: learn who sends it
+                if smac is None:
+                    smac = frame[6:12]
+                host = conv[8 + side] = report.saw_address(hosts.get(smac), smac, addrs, ts)
             conv[side] += 1
             conv[2 + side] += orig
             conv[5] = ts
@@ -149,15 +152,13 @@ class Analysis:
                 host[1] += orig
                 host[3] = ts
             if proto == 17:
-                if end - l4 <= 8:
-                    continue
-                sport, dport = _PORTS(frame, l4)
-                kind = _UDP_KINDS.get(dport) or _UDP_KINDS.get(sport)
-                if kind is None:
+                kind = conv[10]
+                if kind is None or end - l4 <= 8:
                     continue
                 if kind in saturated:
                     counts[saturated[kind]] += 1
                     continue
+                sport, dport = _PORTS(frame, l4)
                 src, dst = split_addresses(addrs)
                 self._udp[kind](ts, src, sport, dst, dport, frame[l4 + 8 : end], host)
             elif proto == 6 and end - l4 >= 20:

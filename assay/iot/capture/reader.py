@@ -11,6 +11,7 @@ import mmap
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -52,7 +53,7 @@ class CaptureReader:
         self.format: str | None = None
         self.errors: list[str] = []
         self.comments: list[str] = []
-        self.interfaces: list[dict[str, object]] = []
+        self.interfaces: list[dict[str, Any]] = []
         self.bytes_read = 0
         self.byte_limit_hit = False
 
@@ -163,10 +164,12 @@ class CaptureReader:
         order: str, ifaces: list[tuple[int, float, float]],
     ) -> Record | None:
         if iface >= len(ifaces):
-            self.errors.append(f"packet for undeclared interface {iface}")
+            if len(self.errors) < MAX_COMMENTS:
+                self.errors.append(f"packet for undeclared interface {iface}")
             return None
         if start + caplen > len(body):
-            self.errors.append("packet block shorter than its captured length")
+            if len(self.errors) < MAX_COMMENTS:
+                self.errors.append("packet block shorter than its captured length")
             caplen = max(0, len(body) - start)
         linktype, scale, offset = ifaces[iface]
         self._options(body, start + ((caplen + 3) & ~3), order)

@@ -7,6 +7,7 @@ become tags (domains, addresses, URIs).
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,7 @@ class Report:
         self.tables: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
         self.counts: dict[str, int] = dict.fromkeys(TABLES, 0)
         self.saturated: dict[str, str] = {}
+        self.udp_kinds: dict[int, str] = {}
         self.timeline: list[dict[str, Any]] = []
         self.stats: dict[str, Any] = {}
         self.errors: list[str] = []
@@ -184,7 +186,12 @@ class Report:
         proto = key[0]
         stream = self._stream_ids.get(proto, 0)
         self._stream_ids[proto] = stream + 1
-        conv: list[Any] = [0, 0, 0, 0, ts, ts, stream, key]
+        kind = None
+        if proto == 17:
+            sport, dport = key_ports(key[1])
+            kind = self.udp_kinds.get(dport) or self.udp_kinds.get(sport)
+        # packets a->b, b->a, bytes a->b, b->a, first, last, stream, key, host a, host b, UDP parser
+        conv: list[Any] = [0, 0, 0, 0, ts, ts, stream, key, None, None, kind]
         self.conv_list.append(conv)
         self.convs[key] = (conv, 0)
         self.convs[(proto, reverse_addresses(key[1]))] = (conv, 1)
@@ -380,7 +387,7 @@ class Report:
             self.anomaly("byte_limit_reached")
         self.stats.update({
             "format": reader.format,
-            "link_types": sorted({LINK_NAMES.get(int(i["linktype"]), str(i["linktype"]))  # type: ignore[call-overload]
+            "link_types": sorted({LINK_NAMES.get(i["linktype"], str(i["linktype"]))
                                   for i in reader.interfaces}),
             "interfaces": len(reader.interfaces),
             "comments": reader.comments,
@@ -452,6 +459,4 @@ class Report:
 
 
 def _ip_bytes(text: str) -> bytes:
-    import ipaddress
-
     return ipaddress.ip_address(text).packed

@@ -138,31 +138,6 @@ def iter_http(stream: bytes, max_messages: int, max_body: int) -> Iterator[HttpM
         off = next_off
 
 
-def parse_sse(text: str, max_events: int = MAX_SSE_EVENTS) -> list[dict[str, str]]:
-    """Events of a ``text/event-stream`` body, each with whichever of id/event/data it had."""
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line:
-            if current:
-                events.append(current)
-                if len(events) >= max_events:
-                    return events
-            current = {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data" and "data" in current:
-            current["data"] += "\n" + value
-        elif name in ("id", "event", "data", "retry"):
-            current[name] = value
-    if current:
-        events.append(current)
-    return events
-
-
 def parse_sse_stream(raw: bytes, max_events: int = MAX_SSE_EVENTS) -> list[tuple[int, dict[str, str]]]:
     """(offset in ``raw``, event) for an event stream that may still carry chunked framing."""
     events: list[tuple[int, dict[str, str]]] = []

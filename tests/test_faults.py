@@ -1,0 +1,260 @@
+"""Faults end with every accepted file analysed and notified: crashing services, killed workers,
+a killed server, a broker that is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from assay.config import load_settings
+from assay.db.models import ServiceError, Submission
+from assay.db.session import get_engine, session_scope, upgrade
+from assay.execution.sandbox import Sandbox, ServiceFailure
+from assay.execution.worker import Worker
+from assay.filestore import FileStore
+from assay.ingest import Intake
+from assay.services.base import FileRequest, Result
+from tests.conftest import (
+    REDIS_URL,
+    drop_pg,
+    free_port,
+    ingest_bytes,
+    make_server,
+    new_pg_url,
+    wait_for_messages,
+)
+
+PLUGIN = "tests.plugins.faulty"
+
+
+# -- the sandbox ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    box = Sandbox(memory_mb=768, extra_modules=(PLUGIN,))
+    yield box
+    box.close()
+
+
+def request_for(tmp_path: Path, content: bytes) -> FileRequest:
+    path = tmp_path / "sample"
+    path.write_bytes(content)
+    return FileRequest(path=path, sha256="0" * 64, name="sample", size=len(content))
+
+
+@pytest.mark.parametrize(
+    ("service", "content", "kind"),
+    [("Raiser", b"RAISE\n", "exception"), ("Hanger", b"HANG\n", "timeout"), ("Crasher", b"CRASH\n", "crash"),
+     ("Hog", b"HOG\n", "exception")],
+)
+def test_a_misbehaving_service_costs_only_its_own_result(
+    sandbox: Sandbox, tmp_path: Path, service: str, content: bytes, kind: str
+) -> None:
+    outcome = sandbox.execute(service, request_for(tmp_path, content), timeout=1.0 if kind == "timeout" else 30)
+    assert isinstance(outcome, ServiceFailure) and outcome.kind == kind
+    after = sandbox.execute("Digests", request_for(tmp_path, b"fine afterwards"), timeout=30)
+    assert isinstance(after, Result) and after.file_info["sha256"]
+
+
+# -- the dispatcher, in process ------------------------------------------------------------------
+@pytest.fixture
+def local(tmp_path: Path) -> tuple:
+    settings = load_settings(
+        tmp_path / "none.ini" if (tmp_path / "none.ini").write_text("") is not None else None,
+        tmp_path / "data",
+        environ={"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_LIMITS_SERVICE_TIMEOUT": "2",
+                 "ASSAY_LIMITS_SERVICE_MEMORY_MB": "768"},
+    )
+    engine = get_engine(settings.database_url)
+    upgrade(engine)
+    worker = Worker(settings, "test-worker")
+    yield settings, engine, worker
+    worker.close()
+
+
+def submit(settings, engine, content: bytes, services: list[str]) -> str:
+    stored = FileStore(settings.storage_path).put_bytes(content)
+    with session_scope(engine) as session:
+        params = {"services": {"selected": services}}
+        return Intake(settings).submit(session, "admin", stored, "sample", {}, params).sid
+
+
+def test_failing_services_become_error_records_and_the_submission_completes(local: tuple) -> None:
+    settings, engine, worker = local
+    sid = submit(settings, engine, b"RAISE\nCRASH\n", ["Raiser", "Crasher", "Entropy"])
+    assert worker.take(5) == 1
+    with session_scope(engine) as session:
+        submission = session.get(Submission, sid)
+        errors = session.query(ServiceError).filter_by(sid=sid).all()
+        assert submission.state == "completed" and submission.error_count == 1
+        assert {e.service for e in errors} == {"Raiser"}
+    sid = submit(settings, engine, b"CRASH\n", ["Crasher", "Entropy"])
+    worker.take(5)
+    with session_scope(engine) as session:
+        errors = session.query(ServiceError).filter_by(sid=sid).all()
+        assert [(e.service, e.error_type) for e in errors] == [("Crasher", "crash")]
+        assert any(k.startswith(f"{session.get(Submission, sid).sha256}.Entropy") for k in
+                   [r.result_key for r in session.execute(
+                       __import__("sqlalchemy").text("select result_key from submission_results where sid=:s"),
+                       {"s": sid})])
+
+
+def test_a_file_that_kills_a_service_three_times_is_not_tried_a_fourth(local: tuple) -> None:
+    settings, engine, worker = local
+    kinds = []
+    for _ in range(4):
+        sid = submit(settings, engine, b"CRASH\nsame bytes every time\n", ["Crasher"])
+        worker.take(1)
+        with session_scope(engine) as session:
+            [error] = session.query(ServiceError).filter_by(sid=sid).all()
+            kinds.append((error.error_type, "not retried" in error.message))
+    assert kinds == [("crash", False)] * 3 + [("crash", True)]
+
+
+def test_hanging_service_is_stopped_at_its_time_limit(local: tuple) -> None:
+    settings, engine, worker = local
+    sid = submit(settings, engine, b"HANG\n", ["Hanger", "Entropy"])
+    worker.take(1)
+    with session_scope(engine) as session:
+        assert session.get(Submission, sid).state == "completed"
+        [error] = session.query(ServiceError).filter_by(sid=sid).all()
+        assert error.error_type == "timeout"
+
+
+# -- processes killed ------------------------------------------------------------------------------
+def worker_pids(data_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"--embedded" in cmdline and str(data_dir).encode() in environ + b"".join(cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_worker_killed_mid_analysis_still_analyses_and_notifies_once(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "data", {"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2"})
+    server.start()
+    try:
+        marker = tmp_path / "slow-started"
+        with server.client() as client:
+            ingest_id = ingest_bytes(
+                client, f"SLOW {marker}\n".encode(), "slow.txt", notification_queue="kill-q",
+                params={"services": {"selected": ["Slow"]}},
+            )
+            wait_for_file(marker)
+            pids = worker_pids(server.data_dir)
+            assert pids
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            messages = wait_for_messages(client, "kill-q", 1, timeout=90)
+            time.sleep(1)
+            messages += wait_for_messages(client, "kill-q", 1, timeout=1)
+        assert [m["ingest_id"] for m in messages] == [ingest_id]
+        assert messages[0]["score"] == 42
+        assert len(marker.read_text().split()) == 2  # started, killed, started again, finished
+    finally:
+        server.stop()
+
+
+def test_server_killed_after_accepting_loses_nothing(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "data")
+    server.start()
+    with server.client() as client:
+        ids = {ingest_bytes(client, os.urandom(256) + bytes([i]), f"f{i}.bin", notification_queue="crash-q")
+               for i in range(60)}
+    server.kill(signal.SIGKILL)
+    server.start()
+    try:
+        with server.client() as client:
+            messages = wait_for_messages(client, "crash-q", len(ids), timeout=120)
+            time.sleep(1)
+            messages += wait_for_messages(client, "crash-q", 1, timeout=1)
+        assert sorted(m["ingest_id"] for m in messages) == sorted(ids)
+    finally:
+        server.stop()
+
+
+# -- the broker ------------------------------------------------------------------------------------
+def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+        assert time.monotonic() < deadline, "redis did not start"
+        time.sleep(0.1)
+    return process
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is a Debian package on this machine")
+def test_broker_down_ingest_stays_open_and_work_runs_when_it_is_back(tmp_path: Path) -> None:
+    """Answer: ingest keeps answering 200; the work waits in the database until the broker returns."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    name, url = new_pg_url()
+    server = make_server(tmp_path / "data", {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": f"redis://127.0.0.1:{port}/0"})
+    try:
+        server.start()
+        redis.kill()
+        redis.wait()
+        with server.client() as client:
+            ids = {ingest_bytes(client, os.urandom(300), f"b{i}.bin", notification_queue="down-q") for i in range(10)}
+            time.sleep(1.5)
+            redis = start_redis(port, tmp_path)
+            server.start_celery_worker(concurrency=2)
+            messages = wait_for_messages(client, "down-q", len(ids), timeout=120)
+        assert {m["ingest_id"] for m in messages} == ids
+    finally:
+        server.stop()
+        redis.kill()
+        drop_pg(name)
+
+
+def test_celery_worker_killed_mid_analysis_is_taken_over(tmp_path: Path) -> None:
+    name, url = new_pg_url()
+    env = {
+        "ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=6),
+        "ASSAY_QUEUE_LEASE_SECONDS": "4", "ASSAY_QUEUE_REDISPATCH_SECONDS": "2",
+        "ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2",
+    }
+    server = make_server(tmp_path / "data", env)
+    try:
+        server.start()
+        first = server.start_celery_worker(concurrency=1)
+        marker = tmp_path / "slow-started"
+        with server.client() as client:
+            ingest_id = ingest_bytes(
+                client, f"SLOW {marker}\n".encode(), "slow.txt", notification_queue="ckill-q",
+                params={"services": {"selected": ["Slow"]}},
+            )
+            wait_for_file(marker)
+            os.killpg(first.pid, signal.SIGKILL)
+            server.start_celery_worker(concurrency=1)
+            messages = wait_for_messages(client, "ckill-q", 1, timeout=120)
+        assert [m["ingest_id"] for m in messages] == [ingest_id] and messages[0]["score"] == 42
+        record = json.loads(json.dumps(messages[0]))
+        assert record["failure"] == ""
+    finally:
+        server.stop()
+        drop_pg(name)
