@@ -252,13 +252,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     from assay.client import ClientError
 
+    files = list(walk(args.paths))
     backend = backend_for(args, settings)
     params: dict[str, Any] = {}
     if args.priority is not None:
         params["priority"] = args.priority
     if args.ignore_cache:
         params["ignore_cache"] = True
-    files = list(walk(args.paths))
     failed = 0
     with Progress(transient=not sys.stderr.isatty()) as progress:
         task = progress.add_task("ingesting", total=len(files))
@@ -297,10 +297,10 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    backend = backend_for(args, settings)
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
+    backend = backend_for(args, settings)
     record = backend.submit(path, {})
     sid = record["sid"]
     if not args.wait:

@@ -86,7 +86,7 @@ def test_random_garbage_never_escapes_as_anything_but_item_error() -> None:
     kinds = ["Address", "EmailAddress", "File", "Host", "URL", "ASN", "CIDR", "Mutex", "Registry Key"]
     for _ in range(2000):
         raw = {
-            "type": rng.choice([*kinds, "Nope", None, 5]),
+            "type": rng.choice([*kinds, "Nope", None, 5, ["Address"]]),
             "summary": rng.choice(["", None, 7, [], "".join(rng.choices(alphabet, k=rng.randint(1, 60)))]),
             "rating": rng.choice([None, "3", 9, "x", -1, 2.5]),
             "confidence": rng.choice([None, 50, 101, "z", 7.5]),

@@ -142,7 +142,7 @@ def normalise_cidr(value: Any) -> str:
 def normalise_host(value: Any, kind: str = "Host") -> str:
     text = _text(value, kind).rstrip(".").lower()
     try:
-        ascii_host = text.encode("idna").decode("ascii")
+        ascii_host = text if text.isascii() else text.encode("idna").decode("ascii")
     except UnicodeError as exc:
         raise ItemError(BAD, f"{kind}: not a valid host name: {value!r}") from exc
     labels = ascii_host.split(".")
@@ -171,10 +171,13 @@ def normalise_url(value: Any) -> str:
         raise ItemError(BAD, f"URL: unparsable: {value!r}") from exc
     if not parts.scheme or not host:
         raise ItemError(BAD, f"URL: needs a scheme and a host: {value!r}")
-    try:
-        host = normalise_address(host)
-        host = f"[{host}]" if ":" in host else host
-    except ItemError:
+    if ":" in host or host[-1].isdigit():
+        try:
+            host = normalise_address(host)
+            host = f"[{host}]" if ":" in host else host
+        except ItemError:
+            host = normalise_host(host, "URL")
+    else:
         host = normalise_host(host, "URL")
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (f"{userinfo}@" if userinfo else "") + host + (f":{port}" if port is not None else "")
@@ -253,6 +256,8 @@ _TYPE_ALIASES.update(
 
 def indicator_type(value: Any) -> str:
     """The canonical type name for `Address`, `address`, `User Agent`, `UserAgent`..."""
+    if isinstance(value, str) and (value in NORMALISERS or value in ("File", "Registry Key")):
+        return value
     canon = _TYPE_ALIASES.get(str(value).lower().replace(" ", "").replace("_", ""))
     if canon is None:
         raise ItemError(BAD, f"unknown indicator type {value!r}")
@@ -341,7 +346,9 @@ def parse_indicator(raw: Any) -> IndicatorItem:
     item.tags = f.parse_tags(raw.get("tag", raw.get("tags")), BAD)
     item.labels = f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD)
     for source, target in DATE_FIELDS.items():
-        date = f.parse_date(raw.get(source), BAD, source)
+        if raw.get(source) is None:
+            continue
+        date = f.parse_date(raw[source], BAD, source)
         if target in ("first_seen", "last_seen"):
             setattr(item, target, date)
         elif date is not None:

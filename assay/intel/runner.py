@@ -42,6 +42,7 @@ INDICATOR_UPDATE_COLUMNS = (
     "security_labels", "first_seen", "last_seen", "external_dates",
 )  # fmt: skip
 GROUP_UPDATE_COLUMNS = ("name", "fields", "attributes", "tags", "security_labels")
+ANALYZE_FIRST = 1000  # indicators inserted before the first statistics refresh; then doubling
 
 
 @dataclass
@@ -108,6 +109,8 @@ class Runner:
         self.look = _Lookups()
         self.saved_groups: list[tuple[GroupItem, int]] = []
         self.saved_indicators: list[tuple[IndicatorItem, int]] = []
+        self.grown = 0
+        self.analyze_at = ANALYZE_FIRST
 
     # --- driver --------------------------------------------------------------------------------
 
@@ -209,6 +212,20 @@ class Runner:
                 self.result.counts[kind].not_saved += len(chunk)
                 continue
             stop = self._write_chunk(kind, chunk, plan)
+            if kind == "indicator":
+                self._keep_statistics_fresh()
+
+    def _keep_statistics_fresh(self) -> None:
+        """Refresh planner statistics each time the job has doubled what it inserted."""
+        self.grown = self.result.counts["indicator"].saved
+        if self.grown < self.analyze_at:
+            return
+        self.analyze_at = self.grown * 2
+        try:
+            with self.engine.begin() as conn:
+                store.refresh_statistics(conn, Indicator.__table__)
+        except SQLAlchemyError:
+            pass  # statistics only speed up look-ups; the job stays correct without them
 
     def _write_chunk(self, kind: str, chunk: Sequence[Any], plan: Planner) -> bool:
         """Plan and apply one chunk in one transaction; returns True when the job must stop."""

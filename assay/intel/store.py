@@ -121,6 +121,17 @@ def pg_unnest_insert(
     return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(arrays))]
 
 
+def refresh_statistics(conn: Connection, table: Table) -> None:
+    """ANALYZE a table that a job has grown a lot, on PostgreSQL.
+
+    Without fresh statistics the planner believes a just-filled table is nearly empty, and probes
+    `key = ANY(array)` by scanning every row of the owner's type instead of the unique index: a
+    large job then slows down quadratically.
+    """
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+
 def ensure_owner(conn: Connection, name: str, kind: str = "Organization") -> int:
     """The owner's id, creating the owner on first use (safe against a concurrent creator)."""
     table = Owner.__table__

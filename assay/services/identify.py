@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import magic
 
@@ -113,11 +114,25 @@ _magic = _Magic()
 
 
 def identify_bytes(head: bytes) -> Identity:
-    """Identify a file from its first bytes (``SNIFF_BYTES`` are enough for libmagic)."""
+    """Identify from the first bytes only (``SNIFF_BYTES`` are enough for libmagic)."""
     if not head:
         return Identity("empty", "inode/x-empty", "empty")
     mime = _magic.mime.from_buffer(head)
     description = _magic.text.from_buffer(head)
+    return Identity(classify(mime, description, head), mime, description)
+
+
+def identify_path(path: Path) -> Identity:
+    """Identify a file on disk: libmagic then also parses ELF headers, as ``file`` does.
+
+    libmagic bounds its own reading (1 MiB and capped ELF header counts by default).
+    """
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    if not head:
+        return Identity("empty", "inode/x-empty", "empty")
+    mime = _magic.mime.from_file(str(path))
+    description = _magic.text.from_file(str(path))
     return Identity(classify(mime, description, head), mime, description)
 
 
@@ -167,7 +182,7 @@ class Identify(Service):
     rejects = r"$^"
 
     def execute(self, request: FileRequest) -> Result:
-        identity = identify_bytes(request.read(SNIFF_BYTES))
+        identity = identify_path(request.path)
         result = Result(file_info={"type": identity.file_type, "mime": identity.mime, "magic": identity.magic})
         result.add_section(
             "File identification",

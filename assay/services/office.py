@@ -18,7 +18,7 @@ from assay.services.base import FileRequest, Heuristic, Result, Section, Service
 from assay.services.script import file_kind, tag_urls
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>", re.I)
+_REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b[^>]{0,8192}>", re.I)
 _ATTR_RE = re.compile(rb"""(\w+)\s*=\s*["']([^"']*)["']""")
 _EXTERNAL_OBJECT_TYPES = ("oleObject", "frame", "subDocument", "externalLinkPath", "package", "image")
 _EQUATION = re.compile(r"equation\.?3|0002ce02-0000-0000-c000-000000000046", re.I)

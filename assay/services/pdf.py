@@ -23,7 +23,7 @@ _OBJ_RE = re.compile(rb"(\d{1,10})\s+(\d{1,5})\s+obj\b")
 _STREAM_RE = re.compile(rb"stream\r?\n")
 _NAME_RE = re.compile(rb"/[^\s/<>\[\]()%{}]*#[0-9A-Fa-f]{2}[^\s/<>\[\]()%{}]*")
 _HEX_ESCAPE_RE = re.compile(rb"#([0-9A-Fa-f]{2})")
-_FILTER_RE = re.compile(rb"/Filter\s*(\[[^\]]*\]|/[A-Za-z0-9]+)")
+_FILTER_RE = re.compile(rb"/Filter\s*(\[[^\]]{0,512}\]|/[A-Za-z0-9]+)")
 _REF_RE = re.compile(rb"(\d{1,10})\s+\d{1,5}\s+R\b")
 _KEYWORDS = (
     "/JS",
@@ -260,7 +260,7 @@ class PDF(Service):
         """A string value at ``pos``: literal, hex, or the stream or string of a referenced object."""
         head = dictionary[pos : pos + 1]
         if head == b"(":
-            return pdf_string(literal_string(dictionary, pos)[0])
+            return pdf_string(literal_string(dictionary, pos, len(dictionary))[0])
         if head == b"<" and dictionary[pos : pos + 2] != b"<<":
             return pdf_string(hex_string(dictionary, pos))
         ref = _REF_RE.match(dictionary, pos)
@@ -324,7 +324,7 @@ class PDF(Service):
     ) -> None:
         names: dict[int, str] = {}
         for obj in objects:
-            ef = re.search(rb"/EF\s*<<(.*?)>>", obj.dictionary, re.S)
+            ef = re.search(rb"/EF\s*<<(.{0,4096}?)>>", obj.dictionary, re.S)
             if not ef:
                 continue
             name = self._filespec_name(obj.dictionary)
@@ -454,12 +454,12 @@ def _inflate_raw(data: bytes, limit: int) -> bytes:
         return b""
 
 
-def literal_string(data: bytes, pos: int) -> tuple[bytes, int]:
-    """The literal string opening at ``data[pos] == '('`` and the position after it."""
+def literal_string(data: bytes, pos: int, limit: int = 1 << 16) -> tuple[bytes, int]:
+    """The literal string opening at ``data[pos] == '('`` (at most ``limit`` bytes read) and where it ends."""
     out = bytearray()
     depth = 0
     i = pos
-    size = len(data)
+    size = min(len(data), pos + limit)
     while i < size:
         c = data[i]
         if c == 0x5C and i + 1 < size:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,15 +80,17 @@ _LOLBINS = (
     "vssadmin",
     "bcdedit",
 )
-_IFRAME_RE = re.compile(r"<iframe\b[^>]*>", re.I)
+_IFRAME_RE = re.compile(r"<iframe\b[^>]{0,4096}>", re.I)
 _HIDDEN_RE = re.compile(
     r"""(?i)(?:width\s*=\s*["']?[01]\b|height\s*=\s*["']?[01]\b|display\s*:\s*none|"""
     r"""visibility\s*:\s*hidden)"""
 )
-_FORM_RE = re.compile(r"<form\b([^>]*)>", re.I)
+_FORM_RE = re.compile(r"<form\b([^>]{0,4096})>", re.I)
+_FORM_END_RE = re.compile(r"</form\s*>", re.I)
+_PASSWORD_RE = re.compile(r"type\s*=\s*[\"']?password", re.I)
 _FORM_SPAN = 65536  # how far after <form> its inputs are looked for
 _ACTION_RE = re.compile(r"""action\s*=\s*["']?(https?://[^"'\s>]+)""", re.I)
-_SCRIPT_RE = re.compile(r"<script\b([^>]*)>", re.I)
+_SCRIPT_RE = re.compile(r"<script\b([^>]{0,4096})>", re.I)
 
 
 def find_urls(data: bytes, limit: int) -> list[str]:
@@ -142,6 +145,7 @@ class Script(Service):
         ``preview_chars`` (int, 2000): characters of a decoded command shown.
         ``concat_density`` (float, 5.0): string concatenations per KiB counted as obfuscation.
         ``min_concat`` (int, 50): fewest concatenations counted as obfuscation.
+        ``max_tags`` (int, 1000): HTML forms and hidden iframes examined and listed.
     """
 
     name = "Script"
@@ -158,6 +162,7 @@ class Script(Service):
         "max_decoded_size": 20 * 1024 * 1024,
         "preview_chars": 2000,
         "concat_density": 5.0,
+        "max_tags": 1000,
         "min_concat": 50,
     }
     heuristics = (
@@ -244,7 +249,7 @@ class Script(Service):
         self._blobs(text, opts, result, state)
         self._obfuscation(text, lower, opts, result)
         if request.file_type == "code/html" or "<html" in lower[:4096] or "<iframe" in lower:
-            self._html(text, lower, result)
+            self._html(text, lower, opts, result)
         return result
 
     def _powershell(
@@ -340,21 +345,18 @@ class Script(Service):
             ).heuristic = "script.concat"
 
     @staticmethod
-    def _html(text: str, lower: str, result: Result) -> None:
+    def _html(text: str, lower: str, opts: dict[str, Any], result: Result) -> None:
+        limit = int(opts["max_tags"])
         scripts = _SCRIPT_RE.findall(text)
         iframes = _IFRAME_RE.findall(text)
-        hidden = [f for f in iframes if _HIDDEN_RE.search(f)]
+        hidden = [f for f in iframes if _HIDDEN_RE.search(f)][:limit]
         forms = []
-        for match in _FORM_RE.finditer(text):
-            attrs, after = match.group(1), text[match.end() : match.end() + _FORM_SPAN]
-            body = after[: after.lower().find("</form>")] if "</form>" in after.lower() else after
-            action = _ACTION_RE.search(attrs)
-            forms.append(
-                {
-                    "action": action.group(1) if action else None,
-                    "password": bool(re.search(r"type\s*=\s*[\"']?password", body, re.I)),
-                }
-            )
+        for match in itertools.islice(_FORM_RE.finditer(text), limit):
+            stop = min(match.end() + _FORM_SPAN, len(text))
+            closing = _FORM_END_RE.search(text, match.end(), stop)
+            action = _ACTION_RE.search(match.group(1))
+            password = _PASSWORD_RE.search(text, match.end(), closing.start() if closing else stop)
+            forms.append({"action": action.group(1) if action else None, "password": bool(password)})
         summary = {
             "scripts": len(scripts),
             "external_scripts": sum("src" in s.lower() for s in scripts),

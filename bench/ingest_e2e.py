@@ -1,0 +1,206 @@
+"""End-to-end ingest benchmark: N distinct small files over HTTP, until every notification arrives.
+
+Runs the embedded default (SQLite, local workers) and scale-out (Celery on Redis, PostgreSQL)
+side by side in one run, and the limit for the same work: hashing and storing the same bytes
+with no API or queue. Prints JSON. Not a test.
+
+    .venv/bin/python bench/ingest_e2e.py --files 2000 --modes embedded,celery-redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assay.filestore import FileStore  # noqa: E402
+from tests.conftest import REDIS_URL, drop_pg, make_server, new_pg_url  # noqa: E402
+
+
+def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    """Distinct files of 1-64 KiB: text, binary, JSON, scripts, gzip, zip, HTML."""
+    rng = random.Random(seed)
+    files = []
+    for index in range(count):
+        size = rng.randint(1024, 64 * 1024)
+        kind = index % 7
+        tag = f"{index}-{rng.random()}".encode()
+        if kind == 0:
+            data = (b"log line %d " % index + tag + b"\n") * (size // 40)
+        elif kind == 1:
+            data = tag + rng.randbytes(size)
+        elif kind == 2:
+            data = json.dumps({"id": index, "tag": tag.decode(), "values": list(range(size // 8))}).encode()
+        elif kind == 3:
+            data = b"#!/bin/sh\n# " + tag + b"\n" + b"echo hello; curl http://example.com/a\n" * (size // 40)
+        elif kind == 4:
+            data = gzip.compress(tag + rng.randbytes(size // 2) + b"\0" * (size // 2))
+        elif kind == 5:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(f"inner{index}.txt", tag * (size // len(tag)))
+            data = buffer.getvalue()
+        else:
+            data = b"<html><body><p>" + tag + b"</p>" + b"<a href='http://x.example/'>x</a>" * (size // 40) + b"</body></html>"
+        files.append((f"file{index}.{['txt', 'bin', 'json', 'sh', 'gz', 'zip', 'html'][kind]}", data))
+    return files
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run_load(
+    url: str, headers: dict[str, str], files: list[tuple[str, bytes]], senders: int, queue: str, services: list[str]
+) -> dict:
+    sent_at: dict[str, float] = {}
+    got_at: dict[str, float] = {}
+    lock = threading.Lock()
+    cursor = iter(range(len(files)))
+    errors: list[str] = []
+    params = {"services": {"selected": services}} if services else {}
+
+    def send() -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                name, data = files[index]
+                description = json.dumps({"name": name, "metadata": {"file_path": f"/bench/{name}"},
+                                          "notification_queue": queue, "params": params})
+                started = time.monotonic()
+                while True:
+                    response = client.post("/api/v4/ingest/", files={"json": (None, description), "bin": (name, data)})
+                    if response.status_code != 503:
+                        break
+                    time.sleep(0.05)
+                if response.status_code != 200:
+                    errors.append(response.text[:200])
+                    continue
+                with lock:
+                    sent_at[response.json()["api_response"]["ingest_id"]] = started
+
+    def receive(stop: threading.Event) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            while not stop.is_set():
+                response = client.get(f"/api/v4/ingest/get_message_list/{queue}/", params={"page_size": 1000})
+                now = time.monotonic()
+                messages = response.json()["api_response"]
+                with lock:
+                    for message in messages:
+                        got_at[message["ingest_id"]] = now
+                if not messages:
+                    time.sleep(0.02)
+
+    stop = threading.Event()
+    receiver = threading.Thread(target=receive, args=(stop,))
+    receiver.start()
+    started = time.monotonic()
+    threads = [threading.Thread(target=send) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ingest_done = time.monotonic()
+    deadline = ingest_done + 600
+    while len(got_at) < len(files) - len(errors) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    receiver.join()
+    finished = max(got_at.values(), default=time.monotonic())
+    latencies = [got_at[i] - sent_at[i] for i in sent_at if i in got_at]
+    return {
+        "files": len(files),
+        "notified": len(got_at),
+        "errors": len(errors),
+        "seconds": round(finished - started, 2),
+        "files_per_s": round(len(got_at) / (finished - started), 1),
+        "ingest_only_files_per_s": round(len(sent_at) / (ingest_done - started), 1),
+        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "latency_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
+    }
+
+
+def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers: int, services: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"assay-bench-{mode}-") as tmp:
+        data_dir = Path(tmp) / "data"
+        pg_name = None
+        if mode == "embedded":
+            server = make_server(data_dir, {"ASSAY_QUEUE_WORKERS": str(workers)})
+        else:
+            pg_name, url = new_pg_url()
+            server = make_server(data_dir, {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=9)})
+        try:
+            server.start()
+            if mode != "embedded":
+                server.start_celery_worker(concurrency=workers)
+            # Warm-up: the first files pay for starting the sandboxes.
+            run_load(server.url, server.headers, make_files(20, seed=99), senders, "warmup", services)
+            figures = run_load(server.url, server.headers, files, senders, "bench", services)
+        finally:
+            server.stop()
+            if pg_name:
+                drop_pg(pg_name)
+    return figures
+
+
+def store_limit(files: list[tuple[str, bytes]]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = FileStore(Path(tmp))
+        started = time.monotonic()
+        for _, data in files:
+            store.put_bytes(data)
+        elapsed = time.monotonic() - started
+    return {"files_per_s": round(len(files) / elapsed, 1), "seconds": round(elapsed, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--modes", default="embedded,celery-redis")
+    parser.add_argument(
+        "--services",
+        default="",
+        help="comma-separated services or categories to select (default: every default service)",
+    )
+    args = parser.parse_args()
+    files = make_files(args.files)
+    services = [s for s in args.services.split(",") if s]
+    report: dict = {
+        "services": services or "default",
+        "files": args.files,
+        "bytes": sum(len(d) for _, d in files),
+        "cpus": os.cpu_count(),
+        "senders": args.senders,
+        "workers": args.workers,
+        "limit_hash_and_store": store_limit(files),
+    }
+    for mode in args.modes.split(","):
+        report[mode] = bench_mode(mode, files, args.senders, args.workers, services)
+        report[mode]["ratio_to_limit"] = round(
+            report[mode]["files_per_s"] / report["limit_hash_and_store"]["files_per_s"], 4
+        )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

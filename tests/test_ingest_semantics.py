@@ -1,0 +1,98 @@
+"""Priorities, load shedding, drops and scores, exercised in process on a real SQLite database."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from assay import notify
+from assay.config import Settings, load_settings
+from assay.db.models import Ingest, Submission, SubmissionFile
+from assay.db.session import get_engine, session_scope, upgrade
+from assay.execution import queue
+from assay.execution.worker import Worker
+from assay.filestore import FileStore
+from assay.ingest import IngestOrder, Intake, Overloaded
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    (tmp_path / "none.ini").write_text("")
+    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"})
+    upgrade(get_engine(settings.database_url))
+    yield settings
+
+
+def order(settings: Settings, data: bytes, priority: int = 150, queue_name: str = "q") -> IngestOrder:
+    stored = FileStore(settings.storage_path).put_bytes(data)
+    return IngestOrder("admin", stored, "f", {}, {"priority": priority}, queue_name)
+
+
+def test_higher_priority_is_claimed_first(settings: Settings) -> None:
+    intake = Intake(settings)
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as session:
+        low = intake.ingest(session, order(settings, b"low", 50))
+        high = intake.ingest(session, order(settings, b"high", 250))
+        medium = intake.ingest(session, order(settings, b"medium", 150))
+    with session_scope(engine) as session:
+        sid_of = {i.ingest_id: i.sid for i in session.scalars(select(Ingest))}
+        claimed = [queue.claim(session, "w", 1, 60)[0] for _ in range(3)]
+    assert claimed == [sid_of[high], sid_of[medium], sid_of[low]]
+
+
+def test_ingest_caps_priority_at_the_configured_limit(settings: Settings) -> None:
+    with session_scope(get_engine(settings.database_url)) as session:
+        Intake(settings).ingest(session, order(settings, b"vip", 1500))
+        assert session.scalar(select(Submission.priority)) == 250
+
+
+def test_a_full_backlog_sheds_load_and_low_priority_work_is_skipped_with_a_message(settings: Settings) -> None:
+    intake = Intake(settings)
+    engine = get_engine(settings.database_url)
+    for index in range(4):  # more than half the backlog of 6
+        with session_scope(engine) as session:
+            intake.ingest(session, order(settings, b"fill %d" % index, 150))
+    intake._backlog = (0.0, 0)  # recount now rather than within the second
+    with session_scope(engine) as session:
+        intake.ingest(session, order(settings, b"cheap", 10, "drops"))
+        [message] = notify.pop(session, "admin", "drops", 10)
+    assert message["failure"] == "Skipped" and message["score"] is None
+    for index in range(2):
+        with session_scope(engine) as session:
+            intake.ingest(session, order(settings, b"more %d" % index, 150))
+    intake._backlog = (0.0, 0)
+    with pytest.raises(Overloaded) as refused, session_scope(engine) as session:
+        intake.ingest(session, order(settings, b"one too many", 150))
+    assert "daily" not in str(refused.value)
+
+
+def test_max_score_is_the_highest_file_total_including_extracted_children(settings: Settings) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("inner/eicar.com", EICAR)
+        archive.writestr("readme.txt", b"nothing to see")
+    engine = get_engine(settings.database_url)
+    stored = FileStore(settings.storage_path).put_bytes(buffer.getvalue())
+    with session_scope(engine) as session:
+        sid = Intake(settings).submit(session, "admin", stored, "bundle.zip", {}, {}).sid
+    worker = Worker(settings, "score-worker")
+    try:
+        assert worker.take(1) == 1
+    finally:
+        worker.close()
+    with session_scope(engine) as session:
+        submission = session.get(Submission, sid)
+        nodes = session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid)).all()
+    names = {node.name: node for node in nodes}
+    assert {"bundle.zip", "inner/eicar.com", "readme.txt"} <= set(names)
+    assert names["inner/eicar.com"].parent == stored.sha256 and names["inner/eicar.com"].depth == 1
+    assert submission.max_score == max(node.score for node in nodes) == names["inner/eicar.com"].score >= 1000
+    assert submission.file_count == 3
