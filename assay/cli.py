@@ -27,14 +27,18 @@ class CliError(Exception):
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)")
+    common.add_argument(
+        "--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)"
+    )
     common.add_argument("--config", default=argparse.SUPPRESS, help="a config.ini with your settings")
     return common
 
 
 def _client_options() -> argparse.ArgumentParser:
     client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--server", default=os.environ.get("ASSAY_SERVER"), help="server URL; omit to work locally")
+    client.add_argument(
+        "--server", default=os.environ.get("ASSAY_SERVER"), help="server URL; omit to work locally"
+    )
     client.add_argument("--user", default=os.environ.get("ASSAY_USER", "admin"))
     client.add_argument("--apikey", default=os.environ.get("ASSAY_APIKEY"), help="KEYNAME:SECRET")
     client.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
@@ -66,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password", help="for web logins; API keys need none")
     user.add_parser("list", parents=[common], help="list users")
 
-    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     create = apikey.add_parser("create", parents=[common], help="make a key; prints KEYNAME:SECRET last")
     create.add_argument("name")
     create.add_argument("keyname")
@@ -100,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     from assay import commands

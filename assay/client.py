@@ -30,7 +30,9 @@ class ClientError(RuntimeError):
 
 
 class Client:
-    def __init__(self, server: str, user: str, apikey: str, verify: bool = True, timeout: float = 60.0) -> None:
+    def __init__(
+        self, server: str, user: str, apikey: str, verify: bool = True, timeout: float = 60.0
+    ) -> None:
         self.http = httpx.Client(
             base_url=server.rstrip("/"),
             headers={"X-USER": user, "X-APIKEY": apikey},
@@ -84,20 +86,35 @@ class Client:
         name: str | None = None,
     ) -> str:
         file = Path(path)
-        description: dict[str, Any] = {"name": name or file.name, "metadata": metadata or {}, "params": params or {}}
+        description: dict[str, Any] = {
+            "name": name or file.name,
+            "metadata": metadata or {},
+            "params": params or {},
+        }
         if nq:
             description["notification_queue"] = nq
         return str(self._send("/api/v4/ingest/", file, description)["ingest_id"])
 
-    def submit(self, path: str | Path, *, params: dict[str, Any] | None = None,
-               metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        path: str | Path,
+        *,
+        params: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         file = Path(path)
         return dict(
-            self._send("/api/v4/submit/", file, {"name": file.name, "params": params or {}, "metadata": metadata or {}})
+            self._send(
+                "/api/v4/submit/",
+                file,
+                {"name": file.name, "params": params or {}, "metadata": metadata or {}},
+            )
         )
 
     def messages(self, nq: str, page_size: int = 1000) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/api/v4/ingest/get_message_list/{nq}/", params={"page_size": page_size}))
+        return list(
+            self._call("GET", f"/api/v4/ingest/get_message_list/{nq}/", params={"page_size": page_size})
+        )
 
     def submission(self, sid: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/v4/submission/{sid}/"))

@@ -29,7 +29,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _first_run_admin(settings)
     host = args.host or settings.get("web", "host", "127.0.0.1")
     port = args.port or settings.get_int("web", "port", 8000)
-    cert, key = args.tls_cert or settings.get("web", "tls_cert"), args.tls_key or settings.get("web", "tls_key")
+    cert, key = (
+        args.tls_cert or settings.get("web", "tls_cert"),
+        args.tls_key or settings.get("web", "tls_key"),
+    )
     if bool(cert) != bool(key):
         raise CliError("HTTPS needs both --tls-cert and --tls-key")
     workers = args.workers if args.workers is not None else settings.get_int("queue", "workers", 2)
@@ -38,7 +41,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         supervisor = Supervisor(settings, workers, getattr(args, "config", None))
         supervisor.start()
     mode = "embedded" if settings.embedded else f"scale-out ({settings.broker_url.split('@')[-1]})"
-    print(f"Assay serving on {'https' if cert else 'http'}://{host}:{port} — {mode}, data in {settings.data_dir}")
+    print(
+        f"Assay serving on {'https' if cert else 'http'}://{host}:{port} — {mode}, data in {settings.data_dir}"
+    )
     try:
         uvicorn.run(
             create_app(settings, migrate=False),
@@ -269,7 +274,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 failed += 1
                 progress.console.print(f"[red]{path}: {exc}[/red]")
             progress.advance(task)
-    print(f"ingested {len(files) - failed} of {len(files)} files" + (f" into queue {args.nq}" if args.nq else ""))
+    print(
+        f"ingested {len(files) - failed} of {len(files)} files"
+        + (f" into queue {args.nq}" if args.nq else "")
+    )
     return 2 if failed else 0
 
 
@@ -282,7 +290,9 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
         for message in messages:
             seen += 1
             submission = message.get("submission") or {}
-            path = (submission.get("metadata") or {}).get("file_path") or (submission.get("files") or [{}])[0].get("name")
+            path = (submission.get("metadata") or {}).get("file_path") or (submission.get("files") or [{}])[
+                0
+            ].get("name")
             score = message.get("score")
             status = message.get("failure") or f"score {score}"
             print(f"{path}\t{status}\t{submission.get('sid')}", flush=True)

@@ -125,11 +125,17 @@ class Dispatcher:
         """Analyse ``sid`` if this worker holds its lease, then store the outcome."""
         with session_factory() as session:
             submission = session.get(models.Submission, sid)
-            if submission is None or submission.state != "submitted" or submission.lease_owner != self.worker_id:
+            if (
+                submission is None
+                or submission.state != "submitted"
+                or submission.lease_owner != self.worker_id
+            ):
                 return
             params = Params.model_validate(submission.params)
             if submission.attempts > self.attempts:
-                self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
+                self._fail(
+                    session, submission, f"Analysis failed {submission.attempts - 1} times; not retried"
+                )
                 return
             known_crashes = self._crash_counts(session, submission.sha256)
         analysis = self.analyse(submission, params, known_crashes, session_factory)
@@ -137,7 +143,11 @@ class Dispatcher:
             self.persist(session, submission, analysis)
 
     def analyse(
-        self, submission: models.Submission, params: Params, crashes: dict[tuple[str, str], int], session_factory: Any
+        self,
+        submission: models.Submission,
+        params: Params,
+        crashes: dict[tuple[str, str], int],
+        session_factory: Any,
     ) -> Analysis:
         analysis = Analysis()
         services = select_services(params, self.disabled)
@@ -152,7 +162,9 @@ class Dispatcher:
                 if node.sha256 in analysed and not params.ignore_recursion_prevention:
                     continue
                 analysed.add(node.sha256)
-                children = self._analyse_file(node, params, services, crashes, analysis, workdir, session_factory)
+                children = self._analyse_file(
+                    node, params, services, crashes, analysis, workdir, session_factory
+                )
                 for child_name, child_sha, child_size in children:
                     if node.depth + 1 > self.max_depth or extracted_budget <= 0:
                         node.truncated = True
@@ -189,9 +201,13 @@ class Dispatcher:
             if service.stage != Stage.IDENTIFY and not service.accepts_type(file_type):
                 continue
             key = keys[service.name]
-            if (node.sha256, service.name) in crashes and crashes[(node.sha256, service.name)] >= self.attempts:
+            if (node.sha256, service.name) in crashes and crashes[
+                (node.sha256, service.name)
+            ] >= self.attempts:
                 analysis.errors.append(
-                    ErrorRecord(node.sha256, service.name, "crash", "service crashed on this file before; not retried")
+                    ErrorRecord(
+                        node.sha256, service.name, "crash", "service crashed on this file before; not retried"
+                    )
                 )
                 continue
             if key in cached:
@@ -250,7 +266,9 @@ class Dispatcher:
                 else:
                     stored = self.store.put_bytes(extracted.read(), self.max_file_size)
             except (FileTooLarge, OSError, ValueError) as exc:
-                analysis.errors.append(ErrorRecord(node.sha256, service.name, "extract", f"{extracted.name}: {exc}"))
+                analysis.errors.append(
+                    ErrorRecord(node.sha256, service.name, "extract", f"{extracted.name}: {exc}")
+                )
                 continue
             children.append((extracted.name[:1024], stored.sha256, stored.size))
         heuristics = outcome.heuristic_ids()
@@ -277,7 +295,9 @@ class Dispatcher:
         for row in rows:
             service = registry.service(row.service)
             if service is not None:
-                found[row.key] = StoredResult(row.key, row.sha256, service, row.score, row.body, [], new=False)
+                found[row.key] = StoredResult(
+                    row.key, row.sha256, service, row.score, row.body, [], new=False
+                )
         return found
 
     def _crash_counts(self, session: Session, sha256: str) -> dict[tuple[str, str], int]:
@@ -315,11 +335,15 @@ class Dispatcher:
 
     def _store_files(self, session: Session, analysis: Analysis, now: Any) -> None:
         shas = list(analysis.files)
-        existing = {f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))}
+        existing = {
+            f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))
+        }
         for sha, info in analysis.files.items():
             row = existing.get(sha)
             if row is None:
-                row = models.File(sha256=sha, md5=info.get("md5", ""), sha1=info.get("sha1", ""), size=info["size"])
+                row = models.File(
+                    sha256=sha, md5=info.get("md5", ""), sha1=info.get("sha1", ""), size=info["size"]
+                )
                 row.seen_first = now
                 session.add(row)
             else:

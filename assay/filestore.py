@@ -7,6 +7,7 @@ never sees half a file and a crash leaves at most a stray temporary.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -104,7 +105,5 @@ class FileStore:
         return self.path(sha256).read_bytes()
 
     def delete(self, sha256: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path(sha256).unlink()
-        except FileNotFoundError:
-            pass

@@ -105,7 +105,11 @@ class Intake:
 
     def _should_skip(self, params: Params, backlog: int) -> bool:
         """Under heavy load, low-priority work that may be dropped is dropped (with a message)."""
-        return not params.never_drop and priority_bucket(params.priority) == "low" and backlog > self.max_backlog // 2
+        return (
+            not params.never_drop
+            and priority_bucket(params.priority) == "low"
+            and backlog > self.max_backlog // 2
+        )
 
     def _attach(
         self, session: Session, params: Params, key: str, order: IngestOrder, metadata: dict[str, str]
@@ -122,7 +126,9 @@ class Intake:
         ).first()
         if flight is not None:
             return flight, None
-        submission = self._new_submission(session, order.user, order.stored, order.name, metadata, params, key)
+        submission = self._new_submission(
+            session, order.user, order.stored, order.name, metadata, params, key
+        )
         return submission.sid, None
 
     def _cached(self, session: Session, key: str) -> models.Submission | None:
@@ -133,7 +139,8 @@ class Intake:
             .where(
                 or_(
                     models.Submission.completed >= now - self.error_ttl,
-                    (models.Submission.completed >= now - self.cache_ttl) & (models.Submission.error_count == 0),
+                    (models.Submission.completed >= now - self.cache_ttl)
+                    & (models.Submission.error_count == 0),
                 )
             )
             .order_by(models.Submission.completed.desc())
@@ -143,7 +150,9 @@ class Intake:
     def _ingest_params(self, order: IngestOrder) -> Params:
         params = parse_params(order.params)
         params.priority = min(params.priority, self.priority_cap)
-        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_ingest", 100))
+        params.max_extracted = min(
+            params.max_extracted, self.settings.get_int("limits", "max_extracted_ingest", 100)
+        )
         params.max_supplementary = min(params.max_supplementary, 100)
         params.submitter = order.user
         params.type = order.ingest_type
@@ -166,13 +175,17 @@ class Intake:
         """A direct submission: always analysed afresh, no notification queue."""
         params = parse_params(raw_params)
         params.submitter = user
-        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_submit", 500))
+        params.max_extracted = min(
+            params.max_extracted, self.settings.get_int("limits", "max_extracted_submit", 500)
+        )
         if not params.description:
             params.description = f"Inspection of file: {name}"
         if self.backlog(session) >= self.max_backlog:
             raise Overloaded("too many submissions are waiting; try again later")
         flat = self._metadata(metadata)
-        return self._new_submission(session, user, stored, name, flat, params, scan_key(params, stored.sha256))
+        return self._new_submission(
+            session, user, stored, name, flat, params, scan_key(params, stored.sha256)
+        )
 
     def _new_submission(
         self,
@@ -219,9 +232,14 @@ class Intake:
             checked, count = self._backlog
         if time.monotonic() - checked < 1.0:
             return count
-        count = session.scalar(
-            select(func.count()).select_from(models.Submission).where(models.Submission.state == "submitted")
-        ) or 0
+        count = (
+            session.scalar(
+                select(func.count())
+                .select_from(models.Submission)
+                .where(models.Submission.state == "submitted")
+            )
+            or 0
+        )
         with self._backlog_lock:
             self._backlog = (time.monotonic(), count)
         return count

@@ -41,7 +41,9 @@ def finish_ingest(session: Session, ingest: models.Ingest, score: int | None, fa
     ingest.state = "dropped" if failure else "notified"
     ingest.failure = failure
     if ingest.queue and not _suppressed(ingest.threshold, score):
-        session.add(models.Notification(user=ingest.user, queue=ingest.queue, message=message, created=utcnow()))
+        session.add(
+            models.Notification(user=ingest.user, queue=ingest.queue, message=message, created=utcnow())
+        )
 
 
 def _suppressed(threshold: int | None, score: int | None) -> bool:

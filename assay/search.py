@@ -62,7 +62,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise QueryError(f"cannot read the query at position {pos}: {text[pos:pos + 20]!r}")
+            raise QueryError(f"cannot read the query at position {pos}: {text[pos : pos + 20]!r}")
         kind = match.lastgroup or "word"
         tokens.append((kind, match.group(kind)))
         pos = match.end()

@@ -96,14 +96,18 @@ def check_apikey(session: Session, user_name: str, apikey: str) -> Principal | N
     if not sep:
         return None
     row = session.execute(
-        select(User, ApiKey).join(ApiKey, ApiKey.user_id == User.id).where(User.name == user_name, ApiKey.name == key_name)
+        select(User, ApiKey)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(User.name == user_name, ApiKey.name == key_name)
     ).first()
     if row is None or not hmac.compare_digest(row.ApiKey.secret_hash, _sha256(secret)):
         return None
     return Principal(row.User.name, row.User.role)
 
 
-def check_login(session: Session, user_name: str, apikey: str | None, password: str | None) -> Principal | None:
+def check_login(
+    session: Session, user_name: str, apikey: str | None, password: str | None
+) -> Principal | None:
     if apikey:
         return check_apikey(session, user_name, apikey)
     user = find_user(session, user_name)
@@ -118,14 +122,18 @@ def open_session(session: Session, user_name: str, duration: int) -> str:
         raise UserError(f"no user named {user_name}")
     token = secrets.token_urlsafe(32)
     session.execute(delete(WebSession).where(WebSession.expires < utcnow()))
-    session.add(WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration)))
+    session.add(
+        WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration))
+    )
     return token
 
 
 def session_principal(session: Session, token: str) -> tuple[Principal | None, bool]:
     """The session's user, and whether the token was known but expired."""
     row = session.execute(
-        select(User, WebSession).join(WebSession, WebSession.user_id == User.id).where(WebSession.token_hash == _sha256(token))
+        select(User, WebSession)
+        .join(WebSession, WebSession.user_id == User.id)
+        .where(WebSession.token_hash == _sha256(token))
     ).first()
     if row is None:
         return None, False

@@ -37,7 +37,9 @@ def submission(session: Session, sub: models.Submission) -> dict[str, Any]:
     result_keys = session.scalars(
         select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sub.sid)
     ).all()
-    error_keys = session.scalars(select(models.ServiceError.key).where(models.ServiceError.sid == sub.sid)).all()
+    error_keys = session.scalars(
+        select(models.ServiceError.key).where(models.ServiceError.sid == sub.sid)
+    ).all()
     return {
         "sid": sub.sid,
         "state": sub.state,
@@ -113,11 +115,15 @@ def error(row: models.ServiceError) -> dict[str, Any]:
 
 def tree(session: Session, sid: str) -> dict[str, Any]:
     nodes = session.scalars(
-        select(models.SubmissionFile).where(models.SubmissionFile.sid == sid).order_by(models.SubmissionFile.id)
+        select(models.SubmissionFile)
+        .where(models.SubmissionFile.sid == sid)
+        .order_by(models.SubmissionFile.id)
     ).all()
     types = dict(
         session.execute(
-            select(models.File.sha256, models.File.type).where(models.File.sha256.in_({n.sha256 for n in nodes}))
+            select(models.File.sha256, models.File.type).where(
+                models.File.sha256.in_({n.sha256 for n in nodes})
+            )
         ).all()
     )
     by_parent: dict[str | None, list[models.SubmissionFile]] = defaultdict(list)
@@ -147,7 +153,9 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
 
     sizes = dict(
         session.execute(
-            select(models.File.sha256, models.File.size).where(models.File.sha256.in_({n.sha256 for n in nodes}))
+            select(models.File.sha256, models.File.size).where(
+                models.File.sha256.in_({n.sha256 for n in nodes})
+            )
         ).all()
     )
     built = build(None, frozenset())
@@ -226,7 +234,9 @@ def file_in_submission(session: Session, sid: str, sha256: str) -> dict[str, Any
     ).all()
     results = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
     errors = session.scalars(
-        select(models.ServiceError).where(models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256)
+        select(models.ServiceError).where(
+            models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256
+        )
     ).all()
     tags: dict[str, list[str]] = defaultdict(list)
     for tag_type, value in session.execute(

@@ -27,8 +27,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assay.filestore import FileStore  # noqa: E402
-from tests.conftest import REDIS_URL, drop_pg, make_server, new_pg_url  # noqa: E402
+from assay.filestore import FileStore
+from tests.conftest import REDIS_URL, drop_pg, make_server, new_pg_url
 
 
 def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
@@ -55,7 +55,13 @@ def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
                 archive.writestr(f"inner{index}.txt", tag * (size // len(tag)))
             data = buffer.getvalue()
         else:
-            data = b"<html><body><p>" + tag + b"</p>" + b"<a href='http://x.example/'>x</a>" * (size // 40) + b"</body></html>"
+            data = (
+                b"<html><body><p>"
+                + tag
+                + b"</p>"
+                + b"<a href='http://x.example/'>x</a>" * (size // 40)
+                + b"</body></html>"
+            )
         files.append((f"file{index}.{['txt', 'bin', 'json', 'sh', 'gz', 'zip', 'html'][kind]}", data))
     return files
 
@@ -66,7 +72,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run_load(
-    url: str, headers: dict[str, str], files: list[tuple[str, bytes]], senders: int, queue: str, services: list[str]
+    url: str,
+    headers: dict[str, str],
+    files: list[tuple[str, bytes]],
+    senders: int,
+    queue: str,
+    services: list[str],
 ) -> dict:
     sent_at: dict[str, float] = {}
     got_at: dict[str, float] = {}
@@ -83,11 +94,19 @@ def run_load(
                 if index is None:
                     return
                 name, data = files[index]
-                description = json.dumps({"name": name, "metadata": {"file_path": f"/bench/{name}"},
-                                          "notification_queue": queue, "params": params})
+                description = json.dumps(
+                    {
+                        "name": name,
+                        "metadata": {"file_path": f"/bench/{name}"},
+                        "notification_queue": queue,
+                        "params": params,
+                    }
+                )
                 started = time.monotonic()
                 while True:
-                    response = client.post("/api/v4/ingest/", files={"json": (None, description), "bin": (name, data)})
+                    response = client.post(
+                        "/api/v4/ingest/", files={"json": (None, description), "bin": (name, data)}
+                    )
                     if response.status_code != 503:
                         break
                     time.sleep(0.05)
@@ -138,7 +157,9 @@ def run_load(
     }
 
 
-def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers: int, services: list[str]) -> dict:
+def bench_mode(
+    mode: str, files: list[tuple[str, bytes]], senders: int, workers: int, services: list[str]
+) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"assay-bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
         pg_name = None
@@ -146,7 +167,9 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers:
             server = make_server(data_dir, {"ASSAY_QUEUE_WORKERS": str(workers)})
         else:
             pg_name, url = new_pg_url()
-            server = make_server(data_dir, {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=9)})
+            server = make_server(
+                data_dir, {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=9)}
+            )
         try:
             server.start()
             if mode != "embedded":

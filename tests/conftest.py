@@ -62,9 +62,16 @@ def assay_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, 
     return env
 
 
-def run_assay(args: list[str], env: dict[str, str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_assay(
+    args: list[str], env: dict[str, str], timeout: float = 120, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "assay", *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+        [sys.executable, "-m", "assay", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 

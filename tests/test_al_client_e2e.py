@@ -6,6 +6,7 @@ queue. Receiver: loops on get_message_list, reads file_path and sid, asks for ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from assemblyline_client import get_client
 
-from tests.conftest import REDIS_URL, RABBIT_URL, Server, drop_pg, make_server, new_pg_url
+from tests.conftest import RABBIT_URL, REDIS_URL, Server, drop_pg, make_server, new_pg_url
 
 
 def make_tree(root: Path, count: int) -> dict[str, bytes]:
@@ -81,11 +82,8 @@ def _purge(broker: str) -> None:
 
     app = Celery(broker=broker)
     app.conf.task_default_queue = "assay"
-    with app.connection_for_write() as connection:
-        try:
-            connection.default_channel.queue_purge("assay")
-        except Exception:  # the queue does not exist yet
-            pass
+    with app.connection_for_write() as connection, contextlib.suppress(Exception):  # the queue may not exist yet
+        connection.default_channel.queue_purge("assay")
 
 
 def test_sensor_sender_and_receiver_scripts(any_mode_server: Server, tmp_path: Path) -> None:

@@ -48,7 +48,12 @@ def test_ingest_round_trips_metadata_and_notifies_once(embedded_server: Server) 
     with embedded_server.client() as client:
         metadata = {"file_path": "/tmp/x/a.txt", "nested": {"n": 1, "flag": True}}
         ingest_id = ingest_bytes(
-            client, unique("meta"), "a.txt", metadata=metadata, notification_queue="meta-q", params={"type": "AL_CLIENT"}
+            client,
+            unique("meta"),
+            "a.txt",
+            metadata=metadata,
+            notification_queue="meta-q",
+            params={"type": "AL_CLIENT"},
         )
         [message] = wait_for_messages(client, "meta-q", 1)
         assert message["ingest_id"] == ingest_id
@@ -78,13 +83,17 @@ def test_identical_ingest_completes_from_cache_unless_ignore_cache(embedded_serv
         assert third["submission"]["sid"] != first["submission"]["sid"]
 
 
-def test_identical_ingests_in_flight_share_one_submission_but_each_gets_a_message(embedded_server: Server) -> None:
+def test_identical_ingests_in_flight_share_one_submission_but_each_gets_a_message(
+    embedded_server: Server,
+) -> None:
     data = unique("flight")
     with embedded_server.client() as client:
         ids = {ingest_bytes(client, data, "f.bin", notification_queue="flight-q") for _ in range(5)}
         messages = wait_for_messages(client, "flight-q", 5)
         assert {m["ingest_id"] for m in messages} == ids
-        assert len({m["submission"]["sid"] for m in messages}) <= 2  # the first may finish before the last arrives
+        assert (
+            len({m["submission"]["sid"] for m in messages}) <= 2
+        )  # the first may finish before the last arrives
 
 
 def test_threshold_suppresses_low_scores(embedded_server: Server) -> None:
@@ -117,11 +126,17 @@ def test_queues_are_per_user(embedded_server: Server) -> None:
         ({"json": (None, json.dumps({"params": {"priority": 99999}})), "bin": ("e", b"x")}, 400, "priority"),
         ({"json": (None, json.dumps({"params": "x"})), "bin": ("e", b"x")}, 400, "params"),
         ({"json": (None, json.dumps({"metadata": [1, 2]})), "bin": ("e", b"x")}, 400, "metadata"),
-        ({"json": (None, json.dumps({"notification_threshold": "high"})), "bin": ("e", b"x")}, 400, "threshold"),
+        (
+            {"json": (None, json.dumps({"notification_threshold": "high"})), "bin": ("e", b"x")},
+            400,
+            "threshold",
+        ),
         ({"json": (None, "{}")}, 400, "bin"),
     ],
 )
-def test_malformed_ingests_get_clear_4xx(embedded_server: Server, files: dict, status: int, fragment: str) -> None:
+def test_malformed_ingests_get_clear_4xx(
+    embedded_server: Server, files: dict, status: int, fragment: str
+) -> None:
     with embedded_server.client() as client:
         response = client.post("/api/v4/ingest/", files=files)
     assert response.status_code == status
@@ -134,7 +149,9 @@ def test_json_ingest_by_sha256_and_unknown_sha256(embedded_server: Server) -> No
         ingest_bytes(client, data, "h.bin", notification_queue="hash-q")
         [message] = wait_for_messages(client, "hash-q", 1)
         sha = message["submission"]["files"][0]["sha256"]
-        again = client.post("/api/v4/ingest/", json={"sha256": sha, "name": "h2.bin", "notification_queue": "hash-q"})
+        again = client.post(
+            "/api/v4/ingest/", json={"sha256": sha, "name": "h2.bin", "notification_queue": "hash-q"}
+        )
         assert again.status_code == 200
         unknown = client.post("/api/v4/ingest/", json={"sha256": "0" * 64})
         assert unknown.status_code == 404
@@ -145,11 +162,15 @@ def test_json_ingest_by_sha256_and_unknown_sha256(embedded_server: Server) -> No
 def test_oversized_upload_is_413(tmp_path_factory: pytest.TempPathFactory) -> None:
     from tests.conftest import make_server
 
-    server = make_server(tmp_path_factory.mktemp("small"), {"ASSAY_LIMITS_MAX_FILE_SIZE": "1000", "ASSAY_QUEUE_WORKERS": "0"})
+    server = make_server(
+        tmp_path_factory.mktemp("small"), {"ASSAY_LIMITS_MAX_FILE_SIZE": "1000", "ASSAY_QUEUE_WORKERS": "0"}
+    )
     server.start()
     try:
         with server.client() as client:
-            response = client.post("/api/v4/ingest/", files={"json": (None, "{}"), "bin": ("big", b"x" * 5000)})
+            response = client.post(
+                "/api/v4/ingest/", files={"json": (None, "{}"), "bin": ("big", b"x" * 5000)}
+            )
         assert response.status_code == 413
         assert "File too large (5000 > 1000)" in response.json()["api_error_message"]
     finally:
@@ -161,7 +182,10 @@ def test_submit_then_read_every_view(embedded_server: Server) -> None:
     with embedded_server.client() as client:
         saved = client.post(
             "/api/v4/submit/",
-            files={"json": (None, json.dumps({"name": "drop.sh", "metadata": {"case": "7"}})), "bin": ("drop.sh", script)},
+            files={
+                "json": (None, json.dumps({"name": "drop.sh", "metadata": {"case": "7"}})),
+                "bin": ("drop.sh", script),
+            },
         ).json()["api_response"]
         sid = saved["sid"]
         assert saved["state"] == "submitted" and saved["params"]["max_extracted"] == 500
@@ -192,7 +216,10 @@ def test_submit_then_read_every_view(embedded_server: Server) -> None:
 def test_unknown_things_are_404_in_the_envelope(embedded_server: Server) -> None:
     with embedded_server.client() as client:
         missing = client.get("/api/v4/submission/nope/")
-        assert missing.status_code == 404 and missing.json()["api_error_message"] == "Submission ID nope does not exists."
+        assert (
+            missing.status_code == 404
+            and missing.json()["api_error_message"] == "Submission ID nope does not exists."
+        )
         assert client.get(f"/api/v4/file/info/{'a' * 64}/").status_code == 404
         assert client.get("/api/v4/file/info/not-a-hash/").status_code == 400
         assert client.get("/api/v4/no/such/route/").status_code == 404
@@ -204,8 +231,11 @@ def test_search_by_metadata_and_score_with_deep_paging(embedded_server: Server) 
     with embedded_server.client() as client:
         for index in range(7):
             ingest_bytes(
-                client, unique(f"search{index}"), f"s{index}.txt",
-                metadata={"file_path": f"/cases/{marker}/s{index}.txt"}, notification_queue="search-q",
+                client,
+                unique(f"search{index}"),
+                f"s{index}.txt",
+                metadata={"file_path": f"/cases/{marker}/s{index}.txt"},
+                notification_queue="search-q",
             )
         wait_for_messages(client, "search-q", 7)
         query = f'metadata.file_path:"/cases/{marker}/s3.txt" AND max_score:>=0'
@@ -215,7 +245,12 @@ def test_search_by_metadata_and_score_with_deep_paging(embedded_server: Server) 
         while token:
             page = client.post(
                 "/api/v4/search/submission/",
-                json={"query": f"metadata.file_path:/cases/{marker}/*", "rows": 3, "deep_paging_id": token, "fl": "sid"},
+                json={
+                    "query": f"metadata.file_path:/cases/{marker}/*",
+                    "rows": 3,
+                    "deep_paging_id": token,
+                    "fl": "sid",
+                },
             ).json()["api_response"]
             pages.append([item["sid"] for item in page["items"]])
             token = page.get("next_deep_paging_id")

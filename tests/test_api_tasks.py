@@ -28,6 +28,7 @@ STATUSES = ("pending", "processing", "success", "failure")
 SHARED_MAC = "02:5a:11:00:be:ef"
 ST_TOKEN = "st-pat-" + os.urandom(12).hex()
 T0 = 1_500_200_000.0
+JSON = "application/json"
 
 
 # -- a fake SmartThings cloud on loopback -------------------------------------------------------
@@ -37,7 +38,7 @@ class FakeSmartThings(BaseHTTPRequestHandler):
     def log_message(self, *_args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         auth = self.headers.get("Authorization", "")
         self.seen_tokens.append(auth)
         if auth != f"Bearer {ST_TOKEN}":
@@ -156,14 +157,16 @@ def test_dfrws_capture_from_server_path_reaches_success_with_its_hosts(
     hosts = result["results"]["NetworkCapture"]["hosts"]
     expected = analyse_capture(path)["hosts"]
     assert hosts and {h["mac"] for h in hosts} == {h["mac"] for h in expected}
-    assert result["file_tree"][0]["sha256"] == result["sha256"] and result["file_tree"][0]["type"] == "network/tcpdump"
+    root_node = result["file_tree"][0]
+    assert root_node["sha256"] == result["sha256"] and root_node["type"] == "network/tcpdump"
     record = client.get(f"/api/v4/submission/{task_id}/").json()["api_response"]
     assert record["metadata"]["iotinsight.filetype"] == "packet"
     assert record["metadata"]["iotinsight.filepath"] == str(path)
     assert record["params"]["description"] == "IoTInsight packet task"
 
 
-def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, layout: dict[str, Path]) -> None:
+def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, layout: dict[str, Path]
+                                                          ) -> None:
     path = layout["root"] / "evidence" / "onhub-report"
     task_id = image_task(client, filetype="onhub", filepath=str(path))
     assert wait_done(client, task_id)[-1] == "success"
@@ -176,7 +179,8 @@ def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, 
 
 def test_upload_variant_and_json_body(client: httpx.Client, layout: dict[str, Path]) -> None:
     data = (layout["root"] / "evidence" / "COAP-filtered-SmartHome-Traffic.pcap").read_bytes()
-    response = client.post("/task/request/image", data={"filetype": "packet"}, files={"file": ("c.pcap", data)})
+    response = client.post("/task/request/image", data={"filetype": "packet"},
+                           files={"file": ("c.pcap", data)})
     assert response.status_code == 200, response.text
     uploaded = response.json()["task_id"]
     assert wait_done(client, uploaded)[-1] == "success"
@@ -204,8 +208,8 @@ def test_unfinished_result_is_409_with_status(client: httpx.Client, layout: dict
 def bulk_dir(layout: dict[str, Path]) -> Path:
     folder = layout["root"] / "bulk"
     (folder / "nested" / "deeper").mkdir(parents=True)
-    synth.write_pcap(folder / "capture-a.txt", [(T0 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"a{i}.example.com"))
-                                                 for i in range(3)])
+    synth.write_pcap(folder / "capture-a.txt",
+                     [(T0 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"a{i}.example.com")) for i in range(3)])
     synth.write_pcapng(folder / "nested" / "capture-b.dat", [(1, 6)],
                        [(0, T0 + 0.5 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"b{i}.example.net"))
                         for i in range(2)])
@@ -248,14 +252,16 @@ def test_case_merges_the_same_mac_across_two_captures_and_sorts_the_timeline(
     assert "10.9.0.5" in shared["ips"]
     onhub_task = answer[str(bulk_dir / "nested" / "deeper" / "router.log")]["task_id"]
     assert any(s["task_id"] == onhub_task for d in case["inventory"] for s in d["seen_by"])
-    times = [cases.sort_key(e.get("ts") if e.get("ts") is not None else e.get("time")) for e in case["timeline"]]
+    times = [cases.sort_key(e["ts"] if e.get("ts") is not None else e.get("time")) for e in case["timeline"]]
     assert times == sorted(times) and {e["task_id"] for e in case["timeline"]} >= capture_tasks | {onhub_task}
     by_member = client.get(f"/task/case/{onhub_task}").json()
     assert by_member["case_id"] == case_id
 
 
-def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]) -> None:
-    station = analyse((DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits()).data["stations"][0]["mac"]
+def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]
+                                                         ) -> None:
+    report = analyse((DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits())
+    station = report.data["stations"][0]["mac"]
     folder = layout["root"] / "joined"
     folder.mkdir()
     synth.write_pcap(folder / "a", [(T0, frame(station, "192.168.86.99", "192.168.86.1", "x.example.org"))])
@@ -291,19 +297,21 @@ def test_paths_outside_the_roots_are_refused(client: httpx.Client, layout: dict[
         bad(client.post("/task/bulk", data={"filepath": attempt}))
     fifo = root / "pipe"
     os.mkfifo(fifo)
-    assert "regular" in bad(client.post("/task/request/image", data={"filetype": "packet", "filepath": str(fifo)}))
+    refused = bad(client.post("/task/request/image", data={"filetype": "packet", "filepath": str(fifo)}))
+    assert "regular" in refused
 
 
 def test_malformed_requests_are_400_with_a_message(client: httpx.Client, layout: dict[str, Path]) -> None:
     pcap = str(layout["root"] / "evidence" / "IP-filtered-SmartHome-Traffic.pcap")
-    assert bad(client.post("/task/request/video", data={"filetype": "packet"})) == "Invalid request data type."
+    unknown = client.post("/task/request/video", data={"filetype": "packet"})
+    assert bad(unknown) == "Invalid request data type."
     bad(client.post("/task/request/image", data={"filetype": "jpeg", "filepath": pcap}))
     bad(client.post("/task/request/image", data={"filepath": pcap}))
     bad(client.post("/task/request/image", data={"filetype": "packet"}))
-    bad(client.post("/task/request/image", content=b"{not json", headers={"content-type": "application/json"}))
+    bad(client.post("/task/request/image", content=b"{not json", headers={"content-type": JSON}))
     bad(client.post("/task/request/image", json=["filetype", "packet"]))
     bad(client.post("/task/request/image", json={"filetype": {"x": 1}, "filepath": pcap}))
-    bad(client.post("/task/request/image", content=b"\x00\x01", headers={"content-type": "application/x-thing"}))
+    bad(client.post("/task/request/image", content=b"\x00\x01", headers={"content-type": "text/x-thing"}))
     bad(client.post("/task/request/image", data={"filetype": "packet", "filepath": pcap},
                     files={"file": ("x.pcap", b"\xd4\xc3\xb2\xa1")}))
     bad(client.post("/task/request/image", data={"filetype": "packet"}, files={"file": ("e.pcap", b"")}))
@@ -312,7 +320,7 @@ def test_malformed_requests_are_400_with_a_message(client: httpx.Client, layout:
     bad(client.post("/task/request/account", data={"service": "smartthings", "cookie": "c=1"}))
     bad(client.post("/task/request/account", data={"service": "alexa", "username": "u"}))
     bad(client.post("/task/bulk", data={}))
-    bad(client.post("/task/bulk", content=b"[]", headers={"content-type": "application/json"}))
+    bad(client.post("/task/bulk", content=b"[]", headers={"content-type": JSON}))
     empty = layout["root"] / "empty-dir"
     empty.mkdir(exist_ok=True)
     bad(client.post("/task/bulk", data={"filepath": str(empty)}))
@@ -346,7 +354,8 @@ def test_account_task_collects_from_a_fake_smartthings_and_keeps_no_token(
     stored = (server.data_dir / "files").rglob("*")
     bundle_text = next(p.read_text() for p in stored if p.is_file() and b"Kitchen sensor" in p.read_bytes())
     assert "dev-1" in bundle_text and ST_TOKEN not in bundle_text
-    wrong = client.post("/task/request/account", json={"service": "smartthings", "access_token": ST_TOKEN + "x"})
+    wrong = client.post("/task/request/account",
+                        json={"service": "smartthings", "access_token": ST_TOKEN + "x"})
     failed = wrong.json()["task_id"]
     assert wait_done(client, failed)[-1] == "failure"
     status = client.get(f"/task/status/{failed}").json()
@@ -358,7 +367,7 @@ def test_account_task_collects_from_a_fake_smartthings_and_keeps_no_token(
 
 # -- units: detection, paths, merge, configuration ----------------------------------------------
 def test_detection_reads_magic_not_names(tmp_path: Path) -> None:
-    for magic in detect.PCAP_MAGICS + (detect.PCAPNG_MAGIC,):
+    for magic in (*detect.PCAP_MAGICS, detect.PCAPNG_MAGIC):
         assert detect.detect_bytes(magic + b"\0" * 20) == "packet"
     assert detect.detect_bytes(b"\x0a\x0d\x0d") == "other"
     assert detect.detect_bytes(b"\x0a\x05hello", b"\x0a\x05hello") == "other"
@@ -406,7 +415,8 @@ def test_merge_rules_mask_and_conflicting_macs() -> None:
 
 def test_iotinsight_web_and_redis_sections_still_work(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
-    ini.write_text("[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n\n[redis]\nhost = 10.1.2.3\nport = 6380\ndb = 4\n")
+    ini.write_text("[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n\n"
+                   "[redis]\nhost = 10.1.2.3\nport = 6380\ndb = 4\n")
     settings = load_settings(ini, tmp_path, environ={})
     assert settings.get("web", "host") == "0.0.0.0" and settings.get_int("web", "port") == 31337
     assert settings.get_bool("web", "threaded") is True

@@ -48,7 +48,9 @@ def test_config_file_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> Non
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-def test_ingest_directory_then_listen_prints_each_path_and_score(embedded_server: Server, tmp_path: Path) -> None:
+def test_ingest_directory_then_listen_prints_each_path_and_score(
+    embedded_server: Server, tmp_path: Path
+) -> None:
     folder = tmp_path / "case"
     (folder / "sub").mkdir(parents=True)
     paths = []
@@ -90,7 +92,15 @@ def test_submit_wait_prints_the_completed_submission(embedded_server: Server, tm
     sample = tmp_path / "w.txt"
     sample.write_bytes(b"wait for me " + os.urandom(8))
     result = run_assay(
-        ["submit", str(sample), "--wait", "--server", embedded_server.url, "--apikey", embedded_server.apikey],
+        [
+            "submit",
+            str(sample),
+            "--wait",
+            "--server",
+            embedded_server.url,
+            "--apikey",
+            embedded_server.apikey,
+        ],
         embedded_server.env,
     )
     assert result.returncode == 0, result.stderr
@@ -100,7 +110,16 @@ def test_submit_wait_prints_the_completed_submission(embedded_server: Server, tm
 def test_listen_gives_up_after_its_timeout(embedded_server: Server) -> None:
     started = time.monotonic()
     result = run_assay(
-        ["listen", "empty-q", "--timeout", "1", "--server", embedded_server.url, "--apikey", embedded_server.apikey],
+        [
+            "listen",
+            "empty-q",
+            "--timeout",
+            "1",
+            "--server",
+            embedded_server.url,
+            "--apikey",
+            embedded_server.apikey,
+        ],
         embedded_server.env,
     )
     assert result.returncode == 1 and "no message" in result.stderr
@@ -108,7 +127,9 @@ def test_listen_gives_up_after_its_timeout(embedded_server: Server) -> None:
 
 
 def test_serve_refuses_half_a_tls_setup(tmp_path: Path) -> None:
-    result = run_assay(["serve", "--tls-cert", str(tmp_path / "c.pem"), "--port", "1"], assay_env(tmp_path / "d"))
+    result = run_assay(
+        ["serve", "--tls-cert", str(tmp_path / "c.pem"), "--port", "1"], assay_env(tmp_path / "d")
+    )
     assert result.returncode == 2 and "both --tls-cert and --tls-key" in result.stderr
 
 
@@ -119,16 +140,44 @@ def test_serve_over_https(tmp_path: Path) -> None:
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     port = free_port()
     env = assay_env(tmp_path / "data", {"ASSAY_QUEUE_WORKERS": "0"})
     log = tmp_path / "log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "assay", "serve", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         url = f"https://127.0.0.1:{port}"

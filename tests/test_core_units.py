@@ -17,7 +17,9 @@ from assay.search import QueryError, parse
 def test_settings_layers_defaults_file_and_environment(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
     ini.write_text("[web]\nport = 9000\n[limits]\nmax_depth = 3\n")
-    settings = load_settings(ini, tmp_path / "d", environ={"ASSAY_LIMITS_MAX_DEPTH": "4", "ASSAY_QUEUE_BROKER_URL": ""})
+    settings = load_settings(
+        ini, tmp_path / "d", environ={"ASSAY_LIMITS_MAX_DEPTH": "4", "ASSAY_QUEUE_BROKER_URL": ""}
+    )
     assert settings.get_int("web", "port") == 9000
     assert settings.get_int("limits", "max_depth") == 4
     assert settings.get_int("limits", "max_extracted_ingest") == 100
@@ -27,14 +29,18 @@ def test_settings_layers_defaults_file_and_environment(tmp_path: Path) -> None:
 
 def test_iotinsight_redis_section_is_an_alias_for_the_broker(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
-    ini.write_text("[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n[redis]\nhost = 127.0.0.1\nport = 6379\ndb = 2\n")
+    ini.write_text(
+        "[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n[redis]\nhost = 127.0.0.1\nport = 6379\ndb = 2\n"
+    )
     settings = load_settings(ini, tmp_path, environ={})
     assert settings.broker_url == "redis://127.0.0.1:6379/2" and not settings.embedded
     assert settings.get_int("web", "port") == 31337
 
 
 def test_bad_configuration_values_name_their_key(tmp_path: Path) -> None:
-    settings = load_settings(None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"})
+    settings = load_settings(
+        None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"}
+    )
     with pytest.raises(ConfigError, match=r"\[web\] port"):
         settings.get_int("web", "port")
     with pytest.raises(ConfigError, match=r"\[web\] threaded"):
@@ -94,7 +100,14 @@ def test_metadata_is_flattened_stringified_and_bounded() -> None:
 
 def test_priority_buckets_follow_assemblyline() -> None:
     assert [priority_bucket(p) for p in (1, 100, 101, 250, 301, 450, 900, 1500)] == [
-        "low", "low", "medium", "high", "critical", "user-low", "user-medium", "user-high"
+        "low",
+        "low",
+        "medium",
+        "high",
+        "critical",
+        "user-low",
+        "user-medium",
+        "user-high",
     ]
 
 
@@ -115,7 +128,16 @@ def test_file_store_is_content_addressed_and_bounded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["(", ")", "a:", "max_score:lots", "nosuch:1", "times.submitted:[yesterday TO *]", "max_score:[1 2]", "x" * 9000],
+    [
+        "(",
+        ")",
+        "a:",
+        "max_score:lots",
+        "nosuch:1",
+        "times.submitted:[yesterday TO *]",
+        "max_score:[1 2]",
+        "x" * 9000,
+    ],
 )
 def test_bad_queries_are_query_errors(query: str) -> None:
     with pytest.raises(QueryError):

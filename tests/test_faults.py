@@ -50,13 +50,19 @@ def request_for(tmp_path: Path, content: bytes) -> FileRequest:
 
 @pytest.mark.parametrize(
     ("service", "content", "kind"),
-    [("Raiser", b"RAISE\n", "exception"), ("Hanger", b"HANG\n", "timeout"), ("Crasher", b"CRASH\n", "crash"),
-     ("Hog", b"HOG\n", "exception")],
+    [
+        ("Raiser", b"RAISE\n", "exception"),
+        ("Hanger", b"HANG\n", "timeout"),
+        ("Crasher", b"CRASH\n", "crash"),
+        ("Hog", b"HOG\n", "exception"),
+    ],
 )
 def test_a_misbehaving_service_costs_only_its_own_result(
     sandbox: Sandbox, tmp_path: Path, service: str, content: bytes, kind: str
 ) -> None:
-    outcome = sandbox.execute(service, request_for(tmp_path, content), timeout=1.0 if kind == "timeout" else 30)
+    outcome = sandbox.execute(
+        service, request_for(tmp_path, content), timeout=1.0 if kind == "timeout" else 30
+    )
     assert isinstance(outcome, ServiceFailure) and outcome.kind == kind
     after = sandbox.execute("Digests", request_for(tmp_path, b"fine afterwards"), timeout=30)
     assert isinstance(after, Result) and after.file_info["sha256"]
@@ -68,8 +74,11 @@ def local(tmp_path: Path) -> tuple:
     settings = load_settings(
         tmp_path / "none.ini" if (tmp_path / "none.ini").write_text("") is not None else None,
         tmp_path / "data",
-        environ={"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_LIMITS_SERVICE_TIMEOUT": "2",
-                 "ASSAY_LIMITS_SERVICE_MEMORY_MB": "768"},
+        environ={
+            "ASSAY_SERVICES_EXTRA_MODULES": PLUGIN,
+            "ASSAY_LIMITS_SERVICE_TIMEOUT": "2",
+            "ASSAY_LIMITS_SERVICE_MEMORY_MB": "768",
+        },
     )
     engine = get_engine(settings.database_url)
     upgrade(engine)
@@ -99,10 +108,16 @@ def test_failing_services_become_error_records_and_the_submission_completes(loca
     with session_scope(engine) as session:
         errors = session.query(ServiceError).filter_by(sid=sid).all()
         assert [(e.service, e.error_type) for e in errors] == [("Crasher", "crash")]
-        assert any(k.startswith(f"{session.get(Submission, sid).sha256}.Entropy") for k in
-                   [r.result_key for r in session.execute(
-                       __import__("sqlalchemy").text("select result_key from submission_results where sid=:s"),
-                       {"s": sid})])
+        assert any(
+            k.startswith(f"{session.get(Submission, sid).sha256}.Entropy")
+            for k in [
+                r.result_key
+                for r in session.execute(
+                    __import__("sqlalchemy").text("select result_key from submission_results where sid=:s"),
+                    {"s": sid},
+                )
+            ]
+        )
 
 
 def test_a_file_that_kills_a_service_three_times_is_not_tried_a_fourth(local: tuple) -> None:
@@ -151,13 +166,18 @@ def wait_for_file(path: Path, timeout: float = 60) -> None:
 
 
 def test_worker_killed_mid_analysis_still_analyses_and_notifies_once(tmp_path: Path) -> None:
-    server = make_server(tmp_path / "data", {"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2"})
+    server = make_server(
+        tmp_path / "data", {"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2"}
+    )
     server.start()
     try:
         marker = tmp_path / "slow-started"
         with server.client() as client:
             ingest_id = ingest_bytes(
-                client, f"SLOW {marker}\n".encode(), "slow.txt", notification_queue="kill-q",
+                client,
+                f"SLOW {marker}\n".encode(),
+                "slow.txt",
+                notification_queue="kill-q",
                 params={"services": {"selected": ["Slow"]}},
             )
             wait_for_file(marker)
@@ -179,8 +199,10 @@ def test_server_killed_after_accepting_loses_nothing(tmp_path: Path) -> None:
     server = make_server(tmp_path / "data")
     server.start()
     with server.client() as client:
-        ids = {ingest_bytes(client, os.urandom(256) + bytes([i]), f"f{i}.bin", notification_queue="crash-q")
-               for i in range(60)}
+        ids = {
+            ingest_bytes(client, os.urandom(256) + bytes([i]), f"f{i}.bin", notification_queue="crash-q")
+            for i in range(60)
+        }
     server.kill(signal.SIGKILL)
     server.start()
     try:
@@ -196,30 +218,52 @@ def test_server_killed_after_accepting_loses_nothing(tmp_path: Path) -> None:
 # -- the broker ------------------------------------------------------------------------------------
 def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG"
+    ):
         assert time.monotonic() < deadline, "redis did not start"
         time.sleep(0.1)
     return process
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is a Debian package on this machine")
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is a Debian package on this machine"
+)
 def test_broker_down_ingest_stays_open_and_work_runs_when_it_is_back(tmp_path: Path) -> None:
     """Answer: ingest keeps answering 200; the work waits in the database until the broker returns."""
     port = free_port()
     redis = start_redis(port, tmp_path)
     name, url = new_pg_url()
-    server = make_server(tmp_path / "data", {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": f"redis://127.0.0.1:{port}/0"})
+    server = make_server(
+        tmp_path / "data",
+        {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": f"redis://127.0.0.1:{port}/0"},
+    )
     try:
         server.start()
         redis.kill()
         redis.wait()
         with server.client() as client:
-            ids = {ingest_bytes(client, os.urandom(300), f"b{i}.bin", notification_queue="down-q") for i in range(10)}
+            ids = {
+                ingest_bytes(client, os.urandom(300), f"b{i}.bin", notification_queue="down-q")
+                for i in range(10)
+            }
             time.sleep(1.5)
             redis = start_redis(port, tmp_path)
             server.start_celery_worker(concurrency=2)
@@ -234,9 +278,12 @@ def test_broker_down_ingest_stays_open_and_work_runs_when_it_is_back(tmp_path: P
 def test_celery_worker_killed_mid_analysis_is_taken_over(tmp_path: Path) -> None:
     name, url = new_pg_url()
     env = {
-        "ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=6),
-        "ASSAY_QUEUE_LEASE_SECONDS": "4", "ASSAY_QUEUE_REDISPATCH_SECONDS": "2",
-        "ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2",
+        "ASSAY_DATABASE_URL": url,
+        "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=6),
+        "ASSAY_QUEUE_LEASE_SECONDS": "4",
+        "ASSAY_QUEUE_REDISPATCH_SECONDS": "2",
+        "ASSAY_SERVICES_EXTRA_MODULES": PLUGIN,
+        "ASSAY_TEST_SLOW_SECONDS": "2",
     }
     server = make_server(tmp_path / "data", env)
     try:
@@ -245,7 +292,10 @@ def test_celery_worker_killed_mid_analysis_is_taken_over(tmp_path: Path) -> None
         marker = tmp_path / "slow-started"
         with server.client() as client:
             ingest_id = ingest_bytes(
-                client, f"SLOW {marker}\n".encode(), "slow.txt", notification_queue="ckill-q",
+                client,
+                f"SLOW {marker}\n".encode(),
+                "slow.txt",
+                notification_queue="ckill-q",
                 params={"services": {"selected": ["Slow"]}},
             )
             wait_for_file(marker)

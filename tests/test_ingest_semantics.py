@@ -25,7 +25,9 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     (tmp_path / "none.ini").write_text("")
-    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"})
+    settings = load_settings(
+        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"}
+    )
     upgrade(get_engine(settings.database_url))
     yield settings
 
@@ -54,7 +56,9 @@ def test_ingest_caps_priority_at_the_configured_limit(settings: Settings) -> Non
         assert session.scalar(select(Submission.priority)) == 250
 
 
-def test_a_full_backlog_sheds_load_and_low_priority_work_is_skipped_with_a_message(settings: Settings) -> None:
+def test_a_full_backlog_sheds_load_and_low_priority_work_is_skipped_with_a_message(
+    settings: Settings,
+) -> None:
     intake = Intake(settings)
     engine = get_engine(settings.database_url)
     for index in range(4):  # more than half the backlog of 6

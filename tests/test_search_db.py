@@ -33,9 +33,22 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             ("s4", "/srv/100%_real", 300, "submitted", "d_e.txt", now),
         ]
         for sid, path, score, state, name_, created in rows:
-            session.add(Submission(sid=sid, user="u", state=state, priority=150, scan_key=sid, sha256=sid * 16,
-                                   name=name_, size=1, params={}, meta={"file_path": path}, max_score=score,
-                                   created=created))
+            session.add(
+                Submission(
+                    sid=sid,
+                    user="u",
+                    state=state,
+                    priority=150,
+                    scan_key=sid,
+                    sha256=sid * 16,
+                    name=name_,
+                    size=1,
+                    params={},
+                    meta={"file_path": path},
+                    max_score=score,
+                    created=created,
+                )
+            )
             session.flush()
             session.add(SubmissionMeta(sid=sid, key="file_path", value=path))
     yield engine
@@ -58,7 +71,7 @@ def sids(engine: Engine, query: str) -> list[str]:
         ("NOT state:completed", ["s4"]),
         ("-state:completed", ["s4"]),
         ("max_score:{300 TO 1000]", ["s2", "s3"]),
-        ("metadata.file_path:\"/srv/100%_real\"", ["s4"]),
+        ('metadata.file_path:"/srv/100%_real"', ["s4"]),
         ("name:d_e.txt", ["s4"]),
         ("name:d?e.txt", ["s4"]),
         ("exe", ["s1", "s3"]),

@@ -29,7 +29,9 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
     engine = get_engine(settings.database_url)
     if migrate:
         upgrade(engine)
-    state = AppState(settings=settings, engine=engine, store=FileStore(settings.storage_path), intake=Intake(settings))
+    state = AppState(
+        settings=settings, engine=engine, store=FileStore(settings.storage_path), intake=Intake(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -263,10 +263,10 @@ def _bulk(state: AppState, user: str, raw: str) -> tuple[str, dict[str, Any]]:
         session.add(Case(case_id=case_id, user=user, root=str(directory)))
         session.flush()
         for path in found.files:
-            entry = _bulk_file(session, state, user, path, roots)
-            answer[str(path)] = entry
-            if entry["task_id"]:
-                session.add(CaseTask(case_id=case_id, task_id=entry["task_id"], path=str(path)))
+            answer[str(path)] = _bulk_file(session, state, user, path, roots)
+        session.flush()  # the tasks exist before the rows that point at them
+        session.add_all(CaseTask(case_id=case_id, task_id=entry["task_id"], path=path)
+                        for path, entry in answer.items() if entry["task_id"])
     return case_id, answer
 
 

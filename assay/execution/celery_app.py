@@ -69,6 +69,15 @@ def run_workers(settings: Settings, concurrency: int, loglevel: str = "INFO") ->
     """``assay worker``: a Celery worker whose threads each own a sandbox process."""
     configure(settings)
     app.worker_main(
-        ["worker", "--pool=threads", f"--concurrency={concurrency}", "-Q", QUEUE, f"--loglevel={loglevel}",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "-Q",
+            QUEUE,
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
     )

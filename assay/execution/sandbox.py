@@ -7,6 +7,7 @@ reports a :class:`ServiceFailure` and starts a fresh child for the next call.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import resource
 from dataclasses import dataclass
@@ -111,10 +112,8 @@ class Sandbox:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(None)
-            except OSError:
-                pass
         if self._process is not None:
             self._process.join(2)
         self._kill()

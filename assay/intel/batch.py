@@ -105,9 +105,7 @@ def fill_job(job: Job, document: Json) -> Job:
     return job
 
 
-def submit(
-    document: str | bytes | Json, settings: BatchSettings | Json, engine: Engine | None = None
-) -> JobResult:
+def submit(document: str | bytes | Json, settings: BatchSettings | Json, engine: Engine | None = None) -> JobResult:
     """Run one V2 batch; a malformed document fails the whole batch with 0x1003 and exit code 1."""
     if not isinstance(settings, BatchSettings):
         settings = BatchSettings.from_dict(settings)

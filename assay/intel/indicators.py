@@ -249,9 +249,7 @@ NORMALISERS: dict[str, Callable[[Any], str]] = {
 }
 INDICATOR_TYPES = (*NORMALISERS, "File", "Registry Key")
 _TYPE_ALIASES = {t.lower().replace(" ", ""): t for t in INDICATOR_TYPES}
-_TYPE_ALIASES.update(
-    {"emailaddress": "EmailAddress", "useragent": "User Agent", "registrykey": "Registry Key"}
-)
+_TYPE_ALIASES.update({"emailaddress": "EmailAddress", "useragent": "User Agent", "registrykey": "Registry Key"})
 
 
 def indicator_type(value: Any) -> str:

@@ -99,9 +99,7 @@ class GroupIndicator(Base):
     __table_args__ = (Index("ix_intel_group_indicator_indicator", "indicator_id"),)
 
     group_id: Mapped[int] = mapped_column(ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True)
-    indicator_id: Mapped[int] = mapped_column(
-        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
-    )
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -111,12 +109,8 @@ class GroupGroup(Base):
     __tablename__ = "intel_group_group"
     __table_args__ = (Index("ix_intel_group_group_group_id_2", "group_id_2"),)
 
-    group_id_1: Mapped[int] = mapped_column(
-        ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True
-    )
-    group_id_2: Mapped[int] = mapped_column(
-        ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True
-    )
+    group_id_1: Mapped[int] = mapped_column(ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True)
+    group_id_2: Mapped[int] = mapped_column(ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -126,12 +120,8 @@ class IndicatorIndicator(Base):
     __tablename__ = "intel_indicator_indicator"
     __table_args__ = (Index("ix_intel_indicator_indicator_indicator_id_2", "indicator_id_2"),)
 
-    indicator_id_1: Mapped[int] = mapped_column(
-        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
-    )
-    indicator_id_2: Mapped[int] = mapped_column(
-        ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True
-    )
+    indicator_id_1: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True)
+    indicator_id_2: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

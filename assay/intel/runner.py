@@ -137,9 +137,7 @@ class Runner:
 
     def _run_create(self) -> None:
         self._phase("group", self.job.groups, self._parse_group, self._dedupe_groups, self._plan_groups)
-        self._phase(
-            "indicator", self.job.indicators, parse_indicator, self._dedupe_indicators, self._plan_indicators
-        )
+        self._phase("indicator", self.job.indicators, parse_indicator, self._dedupe_indicators, self._plan_indicators)
         self._associations_phase()
         self._occurrences_phase()
 
@@ -153,9 +151,7 @@ class Runner:
             self._dedupe_indicators,
             self._plan_delete_indicators,
         )
-        self._phase(
-            "group", self.job.groups, self._parse_group, self._dedupe_groups, self._plan_delete_groups
-        )
+        self._phase("group", self.job.groups, self._parse_group, self._dedupe_groups, self._plan_delete_groups)
 
     # --- the generic phase ----------------------------------------------------------------------
 
@@ -356,9 +352,7 @@ class Runner:
             if not rows or action == "duplicate":
                 outcomes.append(Outcome(item, item.raw, "insert"))
             else:
-                outcomes.append(
-                    Outcome(item, item.raw, "reuse" if action == "skip" else "replace", row=rows[0])
-                )
+                outcomes.append(Outcome(item, item.raw, "reuse" if action == "skip" else "replace", row=rows[0]))
         return outcomes
 
     def _apply_groups(self, conn: Connection, outcomes: list[Outcome]) -> None:
@@ -460,9 +454,7 @@ class Runner:
             rows = matches(item)
             if len(rows) > 1:
                 ids = ", ".join(str(r["id"]) for r in rows)
-                error = ItemError(
-                    Code.FILE_HASH_MERGE, f"hashes match several stored File indicators ({ids})"
-                )
+                error = ItemError(Code.FILE_HASH_MERGE, f"hashes match several stored File indicators ({ids})")
                 outcomes.append(Outcome(item, item.raw, "failed", error=error))
             elif not rows:
                 outcomes.append(Outcome(item, item.raw, "insert"))
@@ -601,9 +593,7 @@ class Runner:
             gtype = group_type(kind) if kind else None
         except ItemError as exc:
             raise ItemError(Code.ASSOCIATION, exc.reason) from exc
-        group = self._group_ident(
-            conn, str(xid) if xid not in (None, "") else None, gtype, name, "group_association"
-        )
+        group = self._group_ident(conn, str(xid) if xid not in (None, "") else None, gtype, name, "group_association")
         if not raw.get("indicator") or not raw.get("indicator_type"):
             raise ItemError(Code.ASSOCIATION, "needs indicator and indicator_type")
         indicator = self._indicator_by_ref(conn, raw["indicator_type"], raw["indicator"])
@@ -670,9 +660,7 @@ class Runner:
             self.look.warned.add((kind, str(name)))
             others = ", ".join(str(r["id"]) for r in rows[1:])
             oldest = rows[0]["id"]
-            reason = (
-                f"{len(rows)} {kind} groups are named {name!r}: using the oldest ({oldest}); others: {others}"
-            )
+            reason = f"{len(rows)} {kind} groups are named {name!r}: using the oldest ({oldest}); others: {others}"
             self.result.warn(where, Code.DUPLICATE_ITEM, reason, {"type": kind, "name": name})
         return rows[0]["id"]
 

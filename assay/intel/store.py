@@ -49,7 +49,8 @@ from assay.intel.models import (
 
 Json = dict[str, Any]
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
-IN_LIMIT = 900  # keys per IN list: well under SQLite's bound-parameter limit on every build
+IN_LIMIT = 900
+SQLITE_MAX_VARIABLES = 30000  # SQLite >= 3.32 allows 32766 bound parameters per statement  # keys per IN list: well under SQLite's bound-parameter limit on every build
 
 INDICATOR_COLUMNS = (
     "id", "type", "summary", "md5", "sha1", "sha256", "xid", "rating", "confidence", "attributes",
@@ -119,6 +120,43 @@ def pg_unnest_insert(
         f"ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
     )
     return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(arrays))]
+
+
+def sqlite_values_insert(
+    conn: Connection, table: Table, rows: list[Json], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Multi-row `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING ...` on SQLite.
+
+    Values go through each column type's own bind processor (so JSON and UTC dates are stored
+    exactly as the ORM stores them), but once per value rather than through the per-row machinery
+    of executemany, which costs more than SQLite itself.
+    """
+    dialect = conn.dialect
+    columns = list(rows[0])
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    row_sql = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+    out: list[tuple[Any, ...]] = []
+    for part in chunks(rows, max(1, SQLITE_MAX_VARIABLES // len(columns))):
+        values: list[Any] = []
+        for row in part:
+            for column, process in zip(columns, processors, strict=True):
+                value = row[column]
+                values.append(process(value) if process is not None and value is not None else value)
+        sql = head + ", ".join([row_sql] * len(part)) + tail
+        out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(values))]
+    return out
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[Json], returning: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping those that collide with a unique key; returns the inserted rows' columns."""
+    if is_postgres(conn):
+        return pg_unnest_insert(conn, table, rows, returning)
+    if conn.dialect.name == "sqlite":
+        return sqlite_values_insert(conn, table, rows, returning)
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(*(table.c[c] for c in returning))
+    return [tuple(r) for r in conn.execute(stmt, rows)]
 
 
 def refresh_statistics(conn: Connection, table: Table) -> None:
@@ -196,14 +234,7 @@ def insert_indicators(conn: Connection, rows: list[Json]) -> dict[tuple[str, str
     table = Indicator.__table__
     now = utcnow()
     params = [{**row, "created_at": now, "updated_at": now} for row in rows]
-    if is_postgres(conn):
-        return {(t, s): i for i, t, s in pg_unnest_insert(conn, table, params, ("id", "type", "summary"))}
-    stmt = (
-        dialect_insert(conn, table)
-        .on_conflict_do_nothing()
-        .returning(table.c.id, table.c.type, table.c.summary)
-    )
-    return {(t, s): i for i, t, s in conn.execute(stmt, params)}
+    return {(t, s): i for i, t, s in bulk_insert(conn, table, params, ("id", "type", "summary"))}
 
 
 def update_rows(conn: Connection, table: Table, rows: list[Json]) -> None:
@@ -213,9 +244,7 @@ def update_rows(conn: Connection, table: Table, rows: list[Json]) -> None:
     now = utcnow()
     columns = [c for c in rows[0] if c != "id"]
     stmt = (
-        update(table)
-        .where(table.c.id == bindparam("_id"))
-        .values({c: bindparam(c) for c in [*columns, "updated_at"]})
+        update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in [*columns, "updated_at"]})
     )
     conn.execute(stmt, [{**{c: r[c] for c in columns}, "_id": r["id"], "updated_at": now} for r in rows])
 
@@ -305,10 +334,7 @@ def insert_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) 
     table, left, right = PAIR_TABLES[kind]
     now = utcnow()
     params = [{left: a, right: b, "created_at": now} for a, b in pairs]
-    if is_postgres(conn):
-        return {(a, b) for a, b in pg_unnest_insert(conn, table, params, (left, right))}
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(table.c[left], table.c[right])
-    return {(a, b) for a, b in conn.execute(stmt, params)}
+    return {(a, b) for a, b in bulk_insert(conn, table, params, (left, right))}
 
 
 def delete_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -344,14 +370,7 @@ def insert_occurrences(conn: Connection, rows: list[Json]) -> set[tuple[int, str
     table = FileOccurrence.__table__
     now = utcnow()
     params = [{**r, "created_at": now} for r in rows]
-    if is_postgres(conn):
-        return {(i, f) for i, f in pg_unnest_insert(conn, table, params, ("indicator_id", "fingerprint"))}
-    stmt = (
-        dialect_insert(conn, table)
-        .on_conflict_do_nothing()
-        .returning(table.c.indicator_id, table.c.fingerprint)
-    )
-    return {(i, f) for i, f in conn.execute(stmt, params)}
+    return {(i, f) for i, f in bulk_insert(conn, table, params, ("indicator_id", "fingerprint"))}
 
 
 def delete_occurrences(conn: Connection, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:

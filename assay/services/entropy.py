@@ -62,7 +62,9 @@ class Entropy(Service):
         total = int(counts.sum())
         overall = round(shannon_of_counts(counts), 4)
         result = Result(file_info={"entropy": overall})
-        section = result.add_section("Entropy", {"entropy": overall, "block_size": block_size, "profile": profile}, "json")
+        section = result.add_section(
+            "Entropy", {"entropy": overall, "block_size": block_size, "profile": profile}, "json"
+        )
         if total >= int(options["min_size"]) and overall >= float(options["high_entropy"]):
             section.heuristic = "entropy.high"
         return result

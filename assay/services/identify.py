@@ -19,15 +19,32 @@ SNIFF_BYTES = 1 << 20
 
 # (MIME regex, description regex or None, type). First match wins.
 _TYPE_RULES: tuple[tuple[str, str | None, str], ...] = (
-    (r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
-     r".*(x86-64|PE32\+).*", "executable/windows/pe64"),
-    (r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
-     r".*\(DLL\).*", "executable/windows/dll32"),
-    (r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
-     r".*PE32.*", "executable/windows/pe32"),
+    (
+        r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
+        r".*(x86-64|PE32\+).*",
+        "executable/windows/pe64",
+    ),
+    (
+        r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
+        r".*\(DLL\).*",
+        "executable/windows/dll32",
+    ),
+    (
+        r"application/x-(ms)?dos(exec|-executable)|application/vnd\.microsoft\.portable-executable",
+        r".*PE32.*",
+        "executable/windows/pe32",
+    ),
     (r"application/x-(ms)?dos(exec|-executable)", None, "executable/windows/dos"),
-    (r"application/x-(executable|sharedlib|pie-executable|object|coredump)", r".*64-bit.*", "executable/linux/elf64"),
-    (r"application/x-(executable|sharedlib|pie-executable|object|coredump)", r".*32-bit.*", "executable/linux/elf32"),
+    (
+        r"application/x-(executable|sharedlib|pie-executable|object|coredump)",
+        r".*64-bit.*",
+        "executable/linux/elf64",
+    ),
+    (
+        r"application/x-(executable|sharedlib|pie-executable|object|coredump)",
+        r".*32-bit.*",
+        "executable/linux/elf32",
+    ),
     (r"application/x-mach-binary", None, "executable/mach-o"),
     (r"application/java-archive", None, "java/jar"),
     (r"application/x-java-applet", None, "java/class"),
@@ -47,12 +64,21 @@ _TYPE_RULES: tuple[tuple[str, str | None, str], ...] = (
     (r"application/x-debian-package|application/vnd\.debian\.binary-package", None, "archive/deb"),
     (r"application/x-rpm", None, "archive/rpm"),
     (r"application/pdf", None, "document/pdf"),
-    (r"application/msword|application/vnd\.openxmlformats-officedocument\.wordprocessingml.*", None,
-     "document/office/word"),
-    (r"application/vnd\.ms-excel|application/vnd\.openxmlformats-officedocument\.spreadsheetml.*", None,
-     "document/office/excel"),
-    (r"application/vnd\.ms-powerpoint|application/vnd\.openxmlformats-officedocument\.presentationml.*", None,
-     "document/office/powerpoint"),
+    (
+        r"application/msword|application/vnd\.openxmlformats-officedocument\.wordprocessingml.*",
+        None,
+        "document/office/word",
+    ),
+    (
+        r"application/vnd\.ms-excel|application/vnd\.openxmlformats-officedocument\.spreadsheetml.*",
+        None,
+        "document/office/excel",
+    ),
+    (
+        r"application/vnd\.ms-powerpoint|application/vnd\.openxmlformats-officedocument\.presentationml.*",
+        None,
+        "document/office/powerpoint",
+    ),
     (r"application/vnd\.ms-outlook", None, "document/office/email"),
     (r"application/(x-ole-storage|CDFV2|vnd\.ms-office)", None, "document/office/unknown"),
     (r"application/vnd\.oasis\.opendocument\..*", None, "document/odt"),
@@ -183,7 +209,9 @@ class Identify(Service):
 
     def execute(self, request: FileRequest) -> Result:
         identity = identify_path(request.path)
-        result = Result(file_info={"type": identity.file_type, "mime": identity.mime, "magic": identity.magic})
+        result = Result(
+            file_info={"type": identity.file_type, "mime": identity.mime, "magic": identity.magic}
+        )
         result.add_section(
             "File identification",
             {"type": identity.file_type, "mime": identity.mime, "magic": identity.magic},

@@ -37,7 +37,11 @@ async def login(request: Request) -> JSONResponse:
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise ApiError(400, 'send {"user": ..., "apikey": ...} or {"user": ..., "password": ...}')
     apikey, password = body.get("apikey"), body.get("password")
-    if not isinstance(apikey, str | type(None)) or not isinstance(password, str | type(None)) or not (apikey or password):
+    if (
+        not isinstance(apikey, str | type(None))
+        or not isinstance(password, str | type(None))
+        or not (apikey or password)
+    ):
         raise ApiError(400, "apikey or password must be given as a string")
     state = state_of(request)
     duration = state.settings.get_int("auth", "session_duration", 3600)

@@ -77,7 +77,12 @@ def get_file(sid: Sid, sha256: Sha256, request: Request, user: User) -> JSONResp
 def delete_submission(sid: Sid, request: Request, user: Admin) -> JSONResponse:
     with session_scope(state_of(request).engine) as session:
         _get(session, sid)
-        for table in (models.SubmissionMeta, models.SubmissionFile, models.SubmissionResult, models.ServiceError):
+        for table in (
+            models.SubmissionMeta,
+            models.SubmissionFile,
+            models.SubmissionResult,
+            models.ServiceError,
+        ):
             session.execute(delete(table).where(table.sid == sid))
         session.execute(delete(models.Submission).where(models.Submission.sid == sid))
     return ok({"success": True})
@@ -86,12 +91,18 @@ def delete_submission(sid: Sid, request: Request, user: Admin) -> JSONResponse:
 # -- search ------------------------------------------------------------------------------------
 def _search_body(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ApiError(400, "send a JSON object with 'query' and optionally rows, offset, fl, filters, deep_paging_id")
+        raise ApiError(
+            400, "send a JSON object with 'query' and optionally rows, offset, fl, filters, deep_paging_id"
+        )
     query = raw.get("query", "*:*")
     filters = raw.get("filters") or []
     if isinstance(filters, str):
         filters = [filters]
-    if not isinstance(query, str) or not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+    if (
+        not isinstance(query, str)
+        or not isinstance(filters, list)
+        or not all(isinstance(f, str) for f in filters)
+    ):
         raise ApiError(400, "query must be a string and filters a list of strings")
     try:
         rows = int(raw.get("rows", 25))
@@ -100,8 +111,14 @@ def _search_body(raw: Any) -> dict[str, Any]:
         raise ApiError(400, "rows and offset must be whole numbers") from None
     if not 0 <= rows <= MAX_ROWS or offset < 0:
         raise ApiError(400, f"rows must be between 0 and {MAX_ROWS} and offset at least 0")
-    return {"query": query, "filters": filters, "rows": rows, "offset": offset, "fl": raw.get("fl"),
-            "deep_paging_id": raw.get("deep_paging_id")}
+    return {
+        "query": query,
+        "filters": filters,
+        "rows": rows,
+        "offset": offset,
+        "fl": raw.get("fl"),
+        "deep_paging_id": raw.get("deep_paging_id"),
+    }
 
 
 def _cursor(token: str) -> tuple[str, str] | None:

@@ -75,7 +75,9 @@ async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
         raise ApiError(413, f"File too large ({len(raw)} > {limit})")
     body = _parse_json_text(raw.decode("utf-8", "replace") or "{}")
     if body.get("url"):
-        raise ApiError(400, "this server does not fetch URLs; send the file itself or the sha256 of a stored file")
+        raise ApiError(
+            400, "this server does not fetch URLs; send the file itself or the sha256 of a stored file"
+        )
     data = _inline_bytes(body)
     if data is not None:
         if not data:
@@ -86,7 +88,9 @@ async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
         return Upload(body, stored, _name(body, stored.sha256))
     sha256 = str(body.get("sha256", "")).lower()
     if not sha256:
-        raise ApiError(400, "send a file: a multipart part 'bin', or 'sha256', 'plaintext' or 'base64' in the JSON body")
+        raise ApiError(
+            400, "send a file: a multipart part 'bin', or 'sha256', 'plaintext' or 'base64' in the JSON body"
+        )
     if not state.store.exists(sha256):
         raise ApiError(404, f"File {sha256} not found in the file store")
     size = state.store.path(sha256).stat().st_size
@@ -113,7 +117,9 @@ def _parse_json_text(text: Any) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ApiError(
+            400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from None
     if not isinstance(value, dict):
         raise ApiError(400, "the JSON description must be an object")
     return value

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from alembic import context
 
 import assay.db.models
 from assay.db.base import Base
 
-try:  # the intel tables, when that package is present
+with contextlib.suppress(ImportError):  # the intel tables, when that package is present
     import assay.intel.models  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 connection = context.config.attributes.get("connection")
 if connection is None:
