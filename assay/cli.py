@@ -8,6 +8,7 @@ without it they work on the data directory directly, so they work whether or not
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -20,6 +21,10 @@ from assay.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("assay")
 
+# Modules that add sub-commands: each has ``register(subparsers, common, client)`` and sets
+# ``handler=`` on its parsers (a function of (args, settings) returning the exit code).
+EXTENSIONS: tuple[str, ...] = ()
+
 
 class CliError(Exception):
     """A failure to report in one line, with exit code 2."""
@@ -27,18 +32,14 @@ class CliError(Exception):
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)"
-    )
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)")
     common.add_argument("--config", default=argparse.SUPPRESS, help="a config.ini with your settings")
     return common
 
 
 def _client_options() -> argparse.ArgumentParser:
     client = argparse.ArgumentParser(add_help=False)
-    client.add_argument(
-        "--server", default=os.environ.get("ASSAY_SERVER"), help="server URL; omit to work locally"
-    )
+    client.add_argument("--server", default=os.environ.get("ASSAY_SERVER"), help="server URL; omit to work locally")
     client.add_argument("--user", default=os.environ.get("ASSAY_USER", "admin"))
     client.add_argument("--apikey", default=os.environ.get("ASSAY_APIKEY"), help="KEYNAME:SECRET")
     client.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="embedded worker processes (default from [queue] workers)")
 
     worker = commands.add_parser("worker", parents=[common], help="run analysis workers")
-    worker.add_argument("--concurrency", type=int, default=2, help="Celery threads (scale-out mode)")
+    worker.add_argument("-c", "--concurrency", type=int, default=2, help="Celery threads (scale-out mode)")
     worker.add_argument("--embedded", action="store_true", help="poll the database instead of using Celery")
     worker.add_argument("--worker-id", default=None)
 
@@ -70,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password", help="for web logins; API keys need none")
     user.add_parser("list", parents=[common], help="list users")
 
-    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
-        dest="action", required=True
-    )
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
     create = apikey.add_parser("create", parents=[common], help="make a key; prints KEYNAME:SECRET last")
     create.add_argument("name")
     create.add_argument("keyname")
@@ -93,8 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the result and print it")
     submit.add_argument("--timeout", type=float, default=600.0)
 
+    safelist = commands.add_parser("safelist", help="known-good hashes and indicators").add_subparsers(
+        dest="action", required=True
+    )
+    add_safe = safelist.add_parser("add", parents=[common], help="safelist hashes or indicators")
+    add_safe.add_argument("values", nargs="+")
+    add_safe.add_argument("--kind", help="md5, sha1, sha256, domain, ip, uri, email (guessed when omitted)")
+    add_safe.add_argument("--source", default="cli")
+    add_safe.add_argument("--reason", default="")
+    import_safe = safelist.add_parser("import", parents=[common], help="import hashes from a CSV (e.g. NSRL)")
+    import_safe.add_argument("csv")
+    import_safe.add_argument("--source", default="import")
+    remove_safe = safelist.add_parser("remove", parents=[common], help="take values off the safelist")
+    remove_safe.add_argument("values", nargs="+")
+    remove_safe.add_argument("--kind")
+    list_safe = safelist.add_parser("list", parents=[common], help="print the safelist")
+    list_safe.add_argument("--kind")
+
+    yara = commands.add_parser("yara", help="YARA rule sets").add_subparsers(dest="action", required=True)
+    add_yara = yara.add_parser("add", parents=[common], help="add or replace a rule set from a file")
+    add_yara.add_argument("name")
+    add_yara.add_argument("file")
+    yara.add_parser("list", parents=[common], help="list rule sets")
+    remove_yara = yara.add_parser("remove", parents=[common], help="remove a rule set")
+    remove_yara.add_argument("name")
+
     db = commands.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", parents=[common], help="apply migrations")
+    for module_name in EXTENSIONS:
+        module = importlib.import_module(module_name)
+        module.register(commands, common, client)
     return parser
 
 
@@ -110,9 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    from assay import commands
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        from assay import commands
 
-    handler = getattr(commands, f"cmd_{args.command}")
+        handler = getattr(commands, f"cmd_{args.command}")
     try:
         return int(handler(args, settings_from(args)) or 0)
     except (CliError, ConfigError) as exc:

@@ -41,9 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         supervisor = Supervisor(settings, workers, getattr(args, "config", None))
         supervisor.start()
     mode = "embedded" if settings.embedded else f"scale-out ({settings.broker_url.split('@')[-1]})"
-    print(
-        f"Assay serving on {'https' if cert else 'http'}://{host}:{port} — {mode}, data in {settings.data_dir}"
-    )
+    print(f"Assay serving on {'https' if cert else 'http'}://{host}:{port} — {mode}, data in {settings.data_dir}")
     try:
         uvicorn.run(
             create_app(settings, migrate=False),
@@ -140,6 +138,60 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from None
     print(f"API key for {args.name} (shown once; only its hash is stored):")
     print(key)
+    return 0
+
+
+# -- safelist and signatures -----------------------------------------------------------------------
+def cmd_safelist(args: argparse.Namespace, settings: Settings) -> int:
+    from assay import safelist
+
+    try:
+        with _db(settings) as session:
+            if args.action == "add":
+                entries = [safelist.classify(v, args.kind) for v in args.values]
+                added = safelist.add(session, entries, args.source, args.reason, "cli")
+                print(f"added {added} of {len(entries)} (the rest were listed already)")
+            elif args.action == "import":
+                path = Path(args.csv)
+                if not path.is_file():
+                    raise CliError(f"{path}: no such file")
+                with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                    added = safelist.import_csv(session, handle, args.source, "cli")
+                print(f"imported {added} new hashes from {path}")
+            elif args.action == "remove":
+                missing = [v for v in args.values if not safelist.remove(session, safelist.classify(v, args.kind))]
+                if missing:
+                    raise CliError(f"not on the safelist: {', '.join(missing)}")
+                print(f"removed {len(args.values)}")
+            else:
+                for item in safelist.listing(session, 0, 1_000_000, args.kind)["items"]:
+                    print(f"{item['kind']}\t{item['value']}\t{item['source']}")
+    except safelist.SafelistError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_yara(args: argparse.Namespace, settings: Settings) -> int:
+    from assay.provisions import seed_yara_dir
+    from assay.services import rulesets
+
+    directory = seed_yara_dir(settings)
+    try:
+        if args.action == "add":
+            path = Path(args.file)
+            if not path.is_file():
+                raise CliError(f"{path}: no such file")
+            info = rulesets.add_rule_set(directory, args.name, path.read_text("utf-8"), replace=True)
+            print(f"rule set {info.name} saved ({info.size} bytes); workers use it from their next file")
+        elif args.action == "remove":
+            if not rulesets.remove_rule_set(directory, args.name):
+                raise CliError(f"no YARA rule set named {args.name}")
+            print(f"rule set {args.name} removed")
+        else:
+            for info in rulesets.list_rule_sets(directory):
+                print(f"{info.name}\t{info.size}\t{info.sha256}")
+    except (rulesets.RuleSetError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -274,10 +326,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 failed += 1
                 progress.console.print(f"[red]{path}: {exc}[/red]")
             progress.advance(task)
-    print(
-        f"ingested {len(files) - failed} of {len(files)} files"
-        + (f" into queue {args.nq}" if args.nq else "")
-    )
+    print(f"ingested {len(files) - failed} of {len(files)} files" + (f" into queue {args.nq}" if args.nq else ""))
     return 2 if failed else 0
 
 
@@ -290,9 +339,9 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
         for message in messages:
             seen += 1
             submission = message.get("submission") or {}
-            path = (submission.get("metadata") or {}).get("file_path") or (submission.get("files") or [{}])[
-                0
-            ].get("name")
+            path = (submission.get("metadata") or {}).get("file_path") or (submission.get("files") or [{}])[0].get(
+                "name"
+            )
             score = message.get("score")
             status = message.get("failure") or f"score {score}"
             print(f"{path}\t{status}\t{submission.get('sid')}", flush=True)

@@ -30,6 +30,7 @@ from assay.db.upsert import insert_ignore
 from assay.execution.sandbox import Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
+from assay.provisions import Provisions
 from assay.services import registry
 from assay.services.base import FileRequest, Result, Service, Stage
 
@@ -109,12 +110,14 @@ def select_services(params: Params, disabled: set[str]) -> list[Service]:
 class Dispatcher:
     """Analyses claimed submissions; one per worker thread (it owns a sandbox)."""
 
-    def __init__(self, settings: Settings, store: FileStore, sandbox: Sandbox, worker_id: str) -> None:
+    def __init__(
+        self, settings: Settings, store: FileStore, sandbox: Sandbox, worker_id: str, provisions: Provisions
+    ) -> None:
         self.settings = settings
+        self.provisions = provisions
         self.store = store
         self.sandbox = sandbox
         self.worker_id = worker_id
-        self.max_depth = settings.get_int("limits", "max_depth", 6)
         self.max_file_size = settings.get_int("limits", "max_file_size", 100 << 20)
         self.timeout = float(settings.get_int("limits", "service_timeout", 60))
         self.attempts = settings.get_int("limits", "service_attempts", 3)
@@ -125,17 +128,11 @@ class Dispatcher:
         """Analyse ``sid`` if this worker holds its lease, then store the outcome."""
         with session_factory() as session:
             submission = session.get(models.Submission, sid)
-            if (
-                submission is None
-                or submission.state != "submitted"
-                or submission.lease_owner != self.worker_id
-            ):
+            if submission is None or submission.state != "submitted" or submission.lease_owner != self.worker_id:
                 return
             params = Params.model_validate(submission.params)
             if submission.attempts > self.attempts:
-                self._fail(
-                    session, submission, f"Analysis failed {submission.attempts - 1} times; not retried"
-                )
+                self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
                 return
             known_crashes = self._crash_counts(session, submission.sha256)
         analysis = self.analyse(submission, params, known_crashes, session_factory)
@@ -162,11 +159,9 @@ class Dispatcher:
                 if node.sha256 in analysed and not params.ignore_recursion_prevention:
                     continue
                 analysed.add(node.sha256)
-                children = self._analyse_file(
-                    node, params, services, crashes, analysis, workdir, session_factory
-                )
+                children = self._analyse_file(node, params, services, crashes, analysis, workdir, session_factory)
                 for child_name, child_sha, child_size in children:
-                    if node.depth + 1 > self.max_depth or extracted_budget <= 0:
+                    if node.depth + 1 > self.provisions.max_depth or extracted_budget <= 0:
                         node.truncated = True
                         continue
                     extracted_budget -= 1
@@ -187,72 +182,56 @@ class Dispatcher:
     ) -> list[tuple[str, str, int]]:
         path = self.store.path(node.sha256)
         node.size = path.stat().st_size
-        info: dict[str, Any] = analysis.files.setdefault(node.sha256, {"size": node.size})
+        info: dict[str, Any] = analysis.files.setdefault(node.sha256, {"size": node.size, "sha256": node.sha256})
         file_dir = Path(tempfile.mkdtemp(dir=workdir))
         children: list[tuple[str, str, int]] = []
-        planned = [(s, s.options(params.service_spec.get(s.name))) for s in services]
-        keys = {s.name: result_key(node.sha256, s, o | {"deep_scan": params.deep_scan}) for s, o in planned}
-        cached = {} if params.ignore_cache else self._cached_results(session_factory, list(keys.values()))
+        cached = {} if params.ignore_cache else self._cached_results(session_factory, node.sha256)
         dropped = False
-        for service, options in planned:
+        for service in services:
             if dropped and service.stage > Stage.FILTER:
                 break
+            if service.stage == Stage.FILTER and params.ignore_filtering:
+                continue
             file_type = info.get("type", "unknown")
             if service.stage != Stage.IDENTIFY and not service.accepts_type(file_type):
                 continue
-            key = keys[service.name]
-            if (node.sha256, service.name) in crashes and crashes[
-                (node.sha256, service.name)
-            ] >= self.attempts:
+            if crashes.get((node.sha256, service.name), 0) >= self.attempts:
                 analysis.errors.append(
-                    ErrorRecord(
-                        node.sha256, service.name, "crash", "service crashed on this file before; not retried"
-                    )
+                    ErrorRecord(node.sha256, service.name, "crash", "service crashed on this file before; not retried")
                 )
                 continue
-            if key in cached:
-                stored = cached[key]
-                result_body = stored.body
-                info.update(result_body.get("file_info", {}))
-                node.score += stored.score
+            options = service.options(params.service_spec.get(service.name))
+            provided, key_view = self.provisions.for_service(service, params, info)
+            key = result_key(node.sha256, service, options | key_view | {"deep_scan": params.deep_scan})
+            stored = cached.get(key)
+            if stored is None:
+                request = FileRequest(
+                    path=path,
+                    sha256=node.sha256,
+                    name=node.name,
+                    size=node.size,
+                    file_type=file_type,
+                    mime=info.get("mime", "application/octet-stream"),
+                    params=options | provided,
+                    depth=node.depth,
+                    deep_scan=params.deep_scan,
+                    workdir=file_dir,
+                )
+                outcome = self.sandbox.execute(service.name, request, min(self.timeout, service.timeout))
+                if isinstance(outcome, ServiceFailure):
+                    analysis.errors.append(ErrorRecord(node.sha256, service.name, outcome.kind, outcome.message))
+                    if outcome.kind in {"crash", "timeout"}:
+                        analysis.crashes.append((node.sha256, service.name))
+                    continue
+                stored = self._store_result(key, node, service, outcome, analysis)
+            else:
                 analysis.results.append(stored)
-                for name, sha, size in result_body.get("children", []):
-                    children.append((name, sha, size))
-                dropped = dropped or bool(result_body.get("drop_file"))
-                continue
-            request = FileRequest(
-                path=path,
-                sha256=node.sha256,
-                name=node.name,
-                size=node.size,
-                file_type=file_type,
-                mime=info.get("mime", "application/octet-stream"),
-                params=options | self._limits_for(service, params, node),
-                depth=node.depth,
-                deep_scan=params.deep_scan,
-                workdir=file_dir,
-            )
-            outcome = self.sandbox.execute(service.name, request, min(self.timeout, service.timeout))
-            if isinstance(outcome, ServiceFailure):
-                analysis.errors.append(ErrorRecord(node.sha256, service.name, outcome.kind, outcome.message))
-                if outcome.kind in {"crash", "timeout"}:
-                    analysis.crashes.append((node.sha256, service.name))
-                continue
-            stored = self._store_result(key, node, service, outcome, analysis)
-            info.update(outcome.file_info)
+            info.update(stored.body.get("file_info", {}))
             node.score += stored.score
-            children.extend((name, sha, size) for name, sha, size in stored.body["children"])
-            dropped = dropped or outcome.drop_file
+            children.extend((name, sha, size) for name, sha, size in stored.body.get("children", []))
+            dropped = dropped or bool(stored.body.get("drop_file"))
         shutil.rmtree(file_dir, ignore_errors=True)
         return children
-
-    def _limits_for(self, service: Service, params: Params, node: FileNode) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if "max_extracted" in service.parameters:
-            extra["max_extracted"] = params.max_extracted
-        if "max_depth" in service.parameters:
-            extra["max_depth"] = self.max_depth
-        return extra
 
     def _store_result(
         self, key: str, node: FileNode, service: Service, outcome: Result, analysis: Analysis
@@ -266,9 +245,7 @@ class Dispatcher:
                 else:
                     stored = self.store.put_bytes(extracted.read(), self.max_file_size)
             except (FileTooLarge, OSError, ValueError) as exc:
-                analysis.errors.append(
-                    ErrorRecord(node.sha256, service.name, "extract", f"{extracted.name}: {exc}")
-                )
+                analysis.errors.append(ErrorRecord(node.sha256, service.name, "extract", f"{extracted.name}: {exc}"))
                 continue
             children.append((extracted.name[:1024], stored.sha256, stored.size))
         heuristics = outcome.heuristic_ids()
@@ -283,21 +260,19 @@ class Dispatcher:
             "children": children,
             "drop_file": outcome.drop_file,
         }
-        tags = [(t.type, t.value[:4096]) for t in outcome.tags()]
+        tags = [(t.type, t.value[:4096]) for t in outcome.tags() if self.provisions.tag_allowed(t.type, t.value)]
         stored_result = StoredResult(key, node.sha256, service, score, body, tags, new=True)
         analysis.results.append(stored_result)
         return stored_result
 
-    def _cached_results(self, session_factory: Any, keys: list[str]) -> dict[str, StoredResult]:
+    def _cached_results(self, session_factory: Any, sha256: str) -> dict[str, StoredResult]:
         with session_factory() as session:
-            rows = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
+            rows = session.scalars(select(models.Result).where(models.Result.sha256 == sha256)).all()
         found = {}
         for row in rows:
             service = registry.service(row.service)
             if service is not None:
-                found[row.key] = StoredResult(
-                    row.key, row.sha256, service, row.score, row.body, [], new=False
-                )
+                found[row.key] = StoredResult(row.key, row.sha256, service, row.score, row.body, [], new=False)
         return found
 
     def _crash_counts(self, session: Session, sha256: str) -> dict[tuple[str, str], int]:
@@ -335,15 +310,11 @@ class Dispatcher:
 
     def _store_files(self, session: Session, analysis: Analysis, now: Any) -> None:
         shas = list(analysis.files)
-        existing = {
-            f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))
-        }
+        existing = {f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))}
         for sha, info in analysis.files.items():
             row = existing.get(sha)
             if row is None:
-                row = models.File(
-                    sha256=sha, md5=info.get("md5", ""), sha1=info.get("sha1", ""), size=info["size"]
-                )
+                row = models.File(sha256=sha, md5=info.get("md5", ""), sha1=info.get("sha1", ""), size=info["size"])
                 row.seen_first = now
                 session.add(row)
             else:
@@ -387,9 +358,7 @@ class Dispatcher:
         session.execute(delete(models.SubmissionResult).where(models.SubmissionResult.sid == sid))
         keys = sorted({r.key for r in analysis.results})
         if keys:
-            session.execute(
-                models.SubmissionResult.__table__.insert(), [{"sid": sid, "result_key": k} for k in keys]
-            )
+            session.execute(models.SubmissionResult.__table__.insert(), [{"sid": sid, "result_key": k} for k in keys])
 
     def _store_tree(self, session: Session, sid: str, analysis: Analysis) -> None:
         session.execute(delete(models.SubmissionFile).where(models.SubmissionFile.sid == sid))

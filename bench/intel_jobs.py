@@ -31,9 +31,7 @@ from assay.intel.models import INTEL_TABLES, FileOccurrence, Group, GroupIndicat
 from assay.intel.store import occurrence_fingerprint
 
 
-def make_items(
-    n: int, groups: int, every: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
+def make_items(n: int, groups: int, every: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
     group_items = [
         {"name": f"Group {g}", "type": "Adversary", "xid": f"g-{g}", "tag": ["bench"]} for g in range(groups)
     ]
@@ -186,6 +184,8 @@ def measure(name: str, args: argparse.Namespace, items: tuple[list, list, list])
         "errors": len(result.errors),
         "counts": counts,
         "bulk_seconds": round(bulk, 3),
+        "phase_seconds": {k: round(v, 3) for k, v in result.timings.items()},
+        "indicator_phase_per_s": round(n / result.timings["indicator"]),
         "bulk_indicators_per_s": round(n / bulk),
         "bulk_items_per_s": round(total_items / bulk),
         "rerun_seconds": round(again, 3),

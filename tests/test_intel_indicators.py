@@ -100,9 +100,7 @@ def test_random_garbage_never_escapes_as_anything_but_item_error() -> None:
             assert item.summary == normalise_summary(item.type, item.summary)[0]
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("rating", 6), ("rating", -0.5), ("confidence", 101), ("confidence", -1)]
-)
+@pytest.mark.parametrize(("field", "value"), [("rating", 6), ("rating", -0.5), ("confidence", 101), ("confidence", -1)])
 def test_rating_and_confidence_ranges(field: str, value: float) -> None:
     with pytest.raises(ItemError) as info:
         parse_indicator({"type": "Address", "summary": "1.2.3.4", field: value})
@@ -138,9 +136,7 @@ def test_security_labels_are_tlp_only() -> None:
 
 
 def test_occurrence_date_with_offset_is_kept_in_utc() -> None:
-    occ = parse_occurrence(
-        {"date": "2014-11-03T00:00:00-05:00", "fileName": "win999301.dll", "path": "C:\\W"}
-    )
+    occ = parse_occurrence({"date": "2014-11-03T00:00:00-05:00", "fileName": "win999301.dll", "path": "C:\\W"})
     assert datetime.fromisoformat(occ["date"]) == datetime(2014, 11, 3, 5, tzinfo=UTC)
     assert occ["date"].endswith("+00:00")
 
@@ -154,9 +150,7 @@ def test_hash_merge_detects_collisions() -> None:
 
 
 def test_group_type_specific_fields() -> None:
-    sig = parse_group(
-        {"type": "Signature", "name": "s", "fileName": "a.yar", "fileType": "yara", "fileText": "x"}
-    )
+    sig = parse_group({"type": "Signature", "name": "s", "fileName": "a.yar", "fileType": "yara", "fileText": "x"})
     assert sig.fields == {"fileName": "a.yar", "fileType": "YARA", "fileText": "x"}
     event = parse_group({"type": "Event", "name": "e", "eventDate": "2020-01-01T02:00:00+02:00"})
     assert event.fields["eventDate"] == "2020-01-01T00:00:00+00:00"

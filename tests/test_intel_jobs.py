@@ -58,9 +58,7 @@ def pg_url() -> Iterator[str | None]:
     import psycopg
 
     try:
-        admin = psycopg.connect(
-            "host=127.0.0.1 user=postgres dbname=test", autocommit=True, connect_timeout=3
-        )
+        admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
         yield None
         return
@@ -370,14 +368,10 @@ def test_owners_are_separate(engine: Engine) -> None:
 
 def test_write_type_replace_and_append(engine: Engine) -> None:
     first = Job(owner="Org", engine=engine)
-    first.indicator(
-        {"summary": "a.example", "type": "Host", "tag": ["x"], "attribute": [{"type": "A", "value": "1"}]}
-    )
+    first.indicator({"summary": "a.example", "type": "Host", "tag": ["x"], "attribute": [{"type": "A", "value": "1"}]})
     first.process()
     append = Job(owner="Org", engine=engine)
-    append.indicator(
-        {"summary": "a.example", "type": "Host", "tag": ["y"], "attribute": [{"type": "A", "value": "2"}]}
-    )
+    append.indicator({"summary": "a.example", "type": "Host", "tag": ["y"], "attribute": [{"type": "A", "value": "2"}]})
     append.process()
     [host] = rows(engine, Indicator)
     assert host["tags"] == ["x", "y"] and len(host["attributes"]) == 2

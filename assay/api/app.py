@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from assay import __version__
 from assay.api import envelope
-from assay.api.al_v4 import auth, files, ingest, submission
+from assay.api.al_v4 import auth, files, ingest, safelist, signatures, submission
 from assay.api.state import AppState
 from assay.config import Settings
 from assay.db.session import get_engine, upgrade
@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
     )
     app.state.assay = state
     envelope.install(app, _is_al_path)
-    for module in (auth, ingest, submission, files):
+    for module in (auth, ingest, submission, files, safelist, signatures):
         app.include_router(module.router)
     _optional_routers(app)
     return app

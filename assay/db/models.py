@@ -211,3 +211,18 @@ class Notification(Base):
     queue: Mapped[str] = mapped_column(String(256))
     message: Mapped[dict[str, Any]] = mapped_column(JsonType)
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SafelistEntry(Base):
+    """A known-good hash (``md5``/``sha1``/``sha256``) or network indicator (by its tag type)."""
+
+    __tablename__ = "safelist"
+    __table_args__ = (Index("uq_safelist_kind_value", "kind", "value", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(2048))
+    source: Mapped[str] = mapped_column(String(256), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

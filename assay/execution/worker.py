@@ -17,6 +17,7 @@ from assay.dispatch import Dispatcher
 from assay.execution import queue
 from assay.execution.sandbox import Sandbox
 from assay.filestore import FileStore
+from assay.provisions import Provisions
 from assay.services import registry
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,11 @@ class Worker:
         extra = tuple(settings.get_list("services", "extra_modules"))
         registry.load_extra(extra)
         self.sandbox = Sandbox(settings.get_int("limits", "service_memory_mb", 2048), extra)
-        self.dispatcher = Dispatcher(settings, FileStore(settings.storage_path), self.sandbox, self.worker_id)
         self.engine = get_engine(settings.database_url)
+        provisions = Provisions(settings, self.engine)
+        self.dispatcher = Dispatcher(
+            settings, FileStore(settings.storage_path), self.sandbox, self.worker_id, provisions
+        )
         self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
 
     def sessions(self) -> Callable[[], AbstractContextManager[Session]]:

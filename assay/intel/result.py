@@ -51,6 +51,7 @@ class JobResult:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     halted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
 
     def fail(self, kind: str, code: Code | int, reason: str, item: Any, *, critical: bool = False) -> None:
         self.errors.append(Problem(int(code), reason, kind, item))
@@ -75,6 +76,7 @@ class JobResult:
         return {
             "exit_code": self.exit_code,
             "halted": self.halted,
+            "timings": dict(self.timings),
             "counts": {k: asdict(v) for k, v in self.counts.items()},
             "errors": [{**asdict(p), "code": p.code_hex} for p in self.errors],
             "warnings": [{**asdict(p), "code": p.code_hex} for p in self.warnings],

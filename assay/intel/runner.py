@@ -10,7 +10,9 @@ ON CONFLICT) so that running the job again converges to the same store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -135,11 +137,25 @@ class Runner:
             raise ItemError(Code.INVALID_GROUP, "a V2 batch group needs an xid")
         return item
 
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.result.timings[phase] = round(time.perf_counter() - start, 6)
+
     def _run_create(self) -> None:
-        self._phase("group", self.job.groups, self._parse_group, self._dedupe_groups, self._plan_groups)
-        self._phase("indicator", self.job.indicators, parse_indicator, self._dedupe_indicators, self._plan_indicators)
-        self._associations_phase()
-        self._occurrences_phase()
+        with self._timed("group"):
+            self._phase("group", self.job.groups, self._parse_group, self._dedupe_groups, self._plan_groups)
+        with self._timed("indicator"):
+            self._phase(
+                "indicator", self.job.indicators, parse_indicator, self._dedupe_indicators, self._plan_indicators
+            )
+        with self._timed("association"):
+            self._associations_phase()
+        with self._timed("file_occurrence"):
+            self._occurrences_phase()
 
     def _run_delete(self) -> None:
         self._occurrences_phase()

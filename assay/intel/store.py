@@ -49,8 +49,8 @@ from assay.intel.models import (
 
 Json = dict[str, Any]
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
-IN_LIMIT = 900
-SQLITE_MAX_VARIABLES = 30000  # SQLite >= 3.32 allows 32766 bound parameters per statement  # keys per IN list: well under SQLite's bound-parameter limit on every build
+IN_LIMIT = 900  # keys per IN list: well under SQLite's bound-parameter limit on every build
+SQLITE_MAX_VARIABLES = 30000  # SQLite >= 3.32 allows 32766 bound parameters per statement
 
 INDICATOR_COLUMNS = (
     "id", "type", "summary", "md5", "sha1", "sha256", "xid", "rating", "confidence", "attributes",

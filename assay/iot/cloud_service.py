@@ -3,7 +3,8 @@
 Collection and import live in :mod:`assay.iot.cloud`; the examiner submits the resulting
 bundle (JSON with the ``assay_cloud_bundle`` marker). This module maps the bundle's analysis
 onto Assay's result model. Any other JSON or text gets an empty result: the service accepts
-broad types only because identification sees a bundle as plain JSON.
+broad types only because identification sees a bundle as plain JSON; a file without the marker
+in its first 64 KiB is left alone after that one small read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from assay.iot.cloud.inventory import InventoryLimits, analyse_bundle
 from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
 
 _DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_SNIFF = 64 * 1024  # the marker is the first key of every bundle this package writes
 _DISCARDED = "DISCARDED_NON_DEVICE_DIRECTED_INTENT"
 _INVENTORY_COLUMNS = ("names", "serial", "mac", "vendor", "model", "device_type", "room", "health", "kind")
 _TIMELINE_COLUMNS = ("time", "event", "serial", "device_name", "status", "detail", "recording")
@@ -70,10 +72,9 @@ class CloudAccount(Service):
     def execute(self, request: FileRequest) -> Result:
         options = self.options(request.params)
         result = Result()
-        limit = int(options["max_bundle_size"])
-        data = request.read(limit)
-        if MARKER.encode() not in data:
+        if MARKER.encode() not in request.read(_SNIFF):
             return result
+        data = request.read(int(options["max_bundle_size"]))
         if request.size > len(data):
             result.anomalies.append("bundle_size_limit_reached")
             return result

@@ -164,6 +164,8 @@ def identify_path(path: Path) -> Identity:
 
 def classify(mime: str, description: str, head: bytes = b"") -> str:
     """Map a MIME type and description to an Assemblyline-style type."""
+    if head[:4] == b"\x0a\x0d\x0d\x0a" and head[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+        return "network/pcapng"  # libmagic names it only in the description, not the MIME type
     if head[:1] == b"\x0a" and _looks_like_onhub_report(head):
         return "iot/onhub"
     for mime_re, desc_re, kind in _COMPILED:

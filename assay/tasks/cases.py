@@ -139,7 +139,8 @@ class Inventory:
         for host in hosts:
             _append(device.hostnames, host)
             self.by_host.setdefault(host, device)
-        for name in [*_strings(_text(record, _NAME_KEYS)), *_strings(record.get("mdns_names"))]:
+        named = [_text(record, _NAME_KEYS), record.get("names"), record.get("mdns_names")]
+        for name in (n for value in named for n in _strings(value)):
             _append(device.names, name)
         for ip in _strings(record.get("ips")) + _strings(record.get("ip")):
             _append(device.ips, ip)

@@ -104,10 +104,13 @@ def collect_alexa(
     with Fetcher(base_url, headers, secrets=secrets, limits=limits, transport=transport) as fetcher:
         bundle = new_bundle("alexa", fetcher.base_url)
         for endpoint in ENDPOINTS:
+            if _spent(fetcher, bundle):
+                break
             value = _one(fetcher, bundle, endpoint)
             if endpoint == NAMED_LISTS and value is not None:
                 _list_items(fetcher, bundle, value)
-        _activities(fetcher, bundle, max(1, activity_page_size), start_time)
+        if not _spent(fetcher, bundle):
+            _activities(fetcher, bundle, max(1, activity_page_size), start_time)
         bundle["stats"] = {"bytes": fetcher.total_bytes}
     return bundle
 
@@ -116,6 +119,13 @@ def _record(bundle: dict[str, Any], endpoint: str, exc: CollectorError) -> None:
     if exc.kind == "unauthorized":
         raise exc
     bundle["errors"].append(exc.as_dict(endpoint))
+
+
+def _spent(fetcher: Fetcher, bundle: dict[str, Any]) -> bool:
+    reason = fetcher.exhausted()
+    if reason is not None and all(e["endpoint"] != "collection" for e in bundle["errors"]):
+        _record(bundle, "collection", reason)
+    return reason is not None
 
 
 def _one(fetcher: Fetcher, bundle: dict[str, Any], endpoint: str, path: str | None = None) -> Any:
@@ -141,6 +151,8 @@ def _list_ids(value: Any) -> list[str]:
 
 def _list_items(fetcher: Fetcher, bundle: dict[str, Any], value: Any) -> None:
     for list_id in _list_ids(value)[: fetcher.limits.max_details]:
+        if _spent(fetcher, bundle):
+            return
         endpoint = f"{NAMED_LISTS}/{list_id}/items"
         _one(fetcher, bundle, endpoint, f"{NAMED_LISTS}/{quote(list_id, safe='')}/items")
 
@@ -176,8 +188,6 @@ def _activities(fetcher: Fetcher, bundle: dict[str, Any], size: int, start_time:
         if len(items) < size:
             break
     else:
-        bundle["errors"].append(
-            {"endpoint": ACTIVITIES, "kind": "page_limit", "message": "voice history truncated"}
-        )
+        bundle["errors"].append({"endpoint": ACTIVITIES, "kind": "page_limit", "message": "voice history truncated"})
     if gathered or ACTIVITIES not in [e["endpoint"] for e in bundle["errors"]]:
         bundle["responses"][ACTIVITIES] = {"activities": gathered}

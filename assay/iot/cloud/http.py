@@ -43,7 +43,8 @@ class CollectorError(Exception):
 
     Kinds: ``unauthorized``, ``forbidden``, ``not_found``, ``rate_limited``, ``server_error``,
     ``http_error``, ``timeout``, ``network``, ``too_large``, ``bad_response``, ``foreign_host``,
-    ``time_budget``, ``bad_base_url``, ``no_credentials``, ``login_required``.
+    ``time_budget``, ``page_limit``, ``item_limit``, ``page_loop``, ``bad_base_url``,
+    ``bad_credentials``, ``no_credentials``, ``login_required``.
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -167,6 +168,9 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = clean_base_url(base_url)
+        for value in headers.values():
+            if not value.isascii() or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+                raise CollectorError("bad_credentials", "the credential holds characters a header cannot carry")
         self.limits = limits or Limits()
         self.secrets = tuple(s for s in secrets if s)
         self.total_bytes = 0
@@ -207,6 +211,14 @@ class Fetcher:
     def remaining(self) -> float:
         return self._deadline - time.monotonic()
 
+    def exhausted(self) -> CollectorError | None:
+        """Why no further request can succeed (time or total bytes spent), or ``None``."""
+        if self.remaining() <= 0:
+            return CollectorError("time_budget", f"time budget of {self.limits.max_seconds:g} s spent")
+        if self.total_bytes >= self.limits.max_total_bytes:
+            return CollectorError("too_large", f"run reached {self.limits.max_total_bytes} bytes in total")
+        return None
+
     def get_json(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET one JSON document with retries and every bound applied."""
         url = self.url_for(path_or_url)
@@ -235,6 +247,8 @@ class Fetcher:
         timeout = max(0.001, min(self.limits.timeout, self.remaining()))
         try:
             with self._client.stream("GET", url, params=params, timeout=timeout) as response:
+                if response.status_code >= 300:  # the body of a refusal is never needed
+                    return response.status_code, response.headers, b""
                 return response.status_code, response.headers, self._read(response)
         except httpx.TimeoutException:
             raise self.error("timeout", f"no answer from {urlsplit(url).path} within {timeout:g} s") from None
@@ -292,9 +306,7 @@ class Fetcher:
         try:
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise self.error(
-                "bad_response", f"{label} did not answer with JSON ({len(body)} bytes)"
-            ) from None
+            raise self.error("bad_response", f"{label} did not answer with JSON ({len(body)} bytes)") from None
 
     def paginate(
         self,
@@ -331,16 +343,17 @@ class Fetcher:
             following = next_page(page, items)
             if following is None:
                 return paged
-            target, query = (following, None) if isinstance(following, str) else following
+            if isinstance(following, str):  # a link: resolved like a browser would, against the base
+                target, query = urljoin(self.base_url + "/", following), None
+            else:
+                target, query = following
             fingerprint = f"{target}?{sorted((query or {}).items())}"
             if fingerprint in seen:
                 paged.stopped = self.error("page_loop", f"{path}: the next link repeats itself")
                 return paged
             seen.add(fingerprint)
             if paged.pages >= self.limits.max_pages:
-                paged.stopped = self.error(
-                    "page_limit", f"{path}: stopped after {self.limits.max_pages} pages"
-                )
+                paged.stopped = self.error("page_limit", f"{path}: stopped after {self.limits.max_pages} pages")
                 return paged
             try:
                 self.url_for(target)

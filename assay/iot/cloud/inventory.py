@@ -146,9 +146,7 @@ def _st_rooms(responses: dict[str, Any]) -> dict[str, str]:
     return rooms
 
 
-def _st_device(
-    device: dict[str, Any], rooms: dict[str, str], details: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def _st_device(device: dict[str, Any], rooms: dict[str, str], details: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ident = str(device.get("deviceId") or "")
     ocf = device.get("ocf") if isinstance(device.get("ocf"), dict) else {}
     viper = device.get("viper") if isinstance(device.get("viper"), dict) else {}
@@ -164,8 +162,8 @@ def _st_device(
         or ocf.get("manufacturerName")
         or viper.get("manufacturerName")
         or (vendor_of(mac) if mac else None),
-        "model": ocf.get("modelNumber") or viper.get("modelName") or device.get("presentationId"),
-        "serial": ocf.get("serialNumber") or viper.get("uniqueIdentifier"),
+        "model": ocf.get("modelNumber") or viper.get("modelName") or device.get("deviceTypeName"),
+        "unique_id": viper.get("uniqueIdentifier"),
         "source": "smartthings",
         "device_id": ident or None,
         "type": device.get("type"),
@@ -210,9 +208,7 @@ def _smartthings(responses: dict[str, Any], out: _Builder) -> None:
         entry = _st_device(device, rooms, details)
         out.device(entry)
         label = entry["names"][0] if entry["names"] else ident
-        out.event(
-            device.get("createTime"), "smartthings", "device_created", f"{label} added", device_id=ident
-        )
+        out.event(device.get("createTime"), "smartthings", "device_created", f"{label} added", device_id=ident)
         health = details.get(ident, {}).get("health") or device.get("healthState")
         if isinstance(health, dict):
             out.event(
@@ -419,9 +415,7 @@ def _alexa_account(responses: dict[str, Any]) -> dict[str, Any]:
         account = {k: auth.get(k) for k in ("customerName", "customerEmail", "customerId") if auth.get(k)}
     members = _items(responses.get("/api/household"), "accounts")
     if members:
-        account["household"] = [
-            {k: m.get(k) for k in ("fullName", "email", "role", "id") if m.get(k)} for m in members
-        ]
+        account["household"] = [{k: m.get(k) for k in ("fullName", "email", "role", "id") if m.get(k)} for m in members]
     return account
 
 
@@ -429,9 +423,7 @@ def _wifi(responses: dict[str, Any]) -> list[dict[str, Any]]:
     """Saved Wi-Fi networks without any key material."""
     out = []
     for config in _items(responses.get("/api/wifi/configs"), "values"):
-        out.append(
-            {k: v for k, v in config.items() if not _SECRET_KEYS.search(k) and not isinstance(v, dict | list)}
-        )
+        out.append({k: v for k, v in config.items() if not _SECRET_KEYS.search(k) and not isinstance(v, dict | list)})
     return out
 
 

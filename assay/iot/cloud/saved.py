@@ -77,9 +77,7 @@ def endpoint_for(name: str, service: str) -> str:
     return "/" + stem
 
 
-def read_members(
-    source: Path | str | bytes, limits: ImportLimits
-) -> tuple[list[Member], list[dict[str, str]]]:
+def read_members(source: Path | str | bytes, limits: ImportLimits) -> tuple[list[Member], list[dict[str, str]]]:
     """Files of a directory or zip (path or bytes), bounded; problems come back as error entries."""
     errors: list[dict[str, str]] = []
     if isinstance(source, bytes | bytearray):
@@ -129,9 +127,7 @@ def _zip_members(handle: Any, limits: ImportLimits, errors: list[dict[str, str]]
             if info.is_dir():
                 continue
             if len(members) >= limits.max_files:
-                errors.append(
-                    {"endpoint": "import", "kind": "file_limit", "message": "more files than allowed"}
-                )
+                errors.append({"endpoint": "import", "kind": "file_limit", "message": "more files than allowed"})
                 break
             data = _read_member(archive, info, limits.max_member_size, errors)
             if data is None:

@@ -53,13 +53,24 @@ class _Run:
         self.bundle = bundle
         self.responses: dict[str, Any] = bundle["responses"]
         self.details_left = fetcher.limits.max_details
+        self.stopped = False
 
     def record(self, endpoint: str, exc: CollectorError) -> None:
         if exc.kind == "unauthorized":
             raise exc
         self.bundle["errors"].append(exc.as_dict(endpoint))
 
+    def spent(self) -> bool:
+        """True once time or bytes are spent; the reason is recorded once."""
+        reason = self.fetcher.exhausted()
+        if reason is not None and not self.stopped:
+            self.stopped = True
+            self.record("collection", reason)
+        return reason is not None
+
     def one(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        if self.spent():
+            return None
         try:
             value = self.fetcher.get_json(path, params)
         except CollectorError as exc:
@@ -69,6 +80,8 @@ class _Run:
         return value
 
     def many(self, endpoint: str, path: str, params: dict[str, Any] | None = None, **kw: Any) -> list[Any]:
+        if self.spent():
+            return []
         try:
             paged = self.fetcher.paginate(path, params, **kw)
         except CollectorError as exc:
