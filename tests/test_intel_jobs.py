@@ -495,3 +495,48 @@ def test_v2_batch_rejects_malformed_documents(engine: Engine) -> None:
     assert (result.exit_code, result.errors[0].code) == (1, 0x1003)
     with pytest.raises(ValueError):
         batch.BatchSettings.from_dict({"owner": "Org", "bogus": 1})
+
+
+def test_delete_action_removes_single_associations_and_occurrences(engine: Engine) -> None:
+    tcex_job(engine).process()
+    job = Job(owner="Example Org", engine=engine, action="Delete")
+    job.group_association({"group_xid": "8", "indicator": "1.1.1.1", "indicator_type": "Address"})
+    job.file_occurrence(
+        {"date": "2014-11-03T05:00:00Z", "fileName": "win999301.dll", "hash": MD5, "path": "C:\\Windows\\System"}
+    )
+    job.file_occurrence({"fileName": "never-seen.dll", "hash": MD5})
+    result = job.process()
+    assert result.exit_code == 0
+    assert result.counts["file_occurrence"].saved == 1 and result.counts["file_occurrence"].not_saved == 1
+    assert rows(engine, FileOccurrence) == []
+    groups = {g["id"]: g["xid"] for g in rows(engine, Group)}
+    assert [groups[a["group_id"]] for a in rows(engine, GroupIndicator)] == ["1"]
+    assert len(rows(engine, Indicator)) == 2
+
+
+def test_job_without_engine_uses_the_application_engine(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay.db.session
+
+    monkeypatch.setattr(assay.db.session, "get_engine", lambda url=None: engine)
+    job = Job(owner="Org")
+    job.indicator({"summary": "8.8.8.8", "type": "Address"})
+    assert job.process().exit_code == 0
+    assert job.engine is engine
+
+
+def test_hostile_items_of_every_kind_are_rejected_without_raising(engine: Engine) -> None:
+    junk: list[Any] = [None, "text", 7, [], {"type": []}, {"type": "Address", "summary": {"x": 1}}, {"name": 5}]
+    job = Job(owner="Org", engine=engine)
+    for item in junk:
+        job.group(item)
+        job.indicator(item)
+        job.group_association(item)
+        job.association(item)
+        job.file_occurrence(item)
+    job.indicator({"summary": "1.2.3.4", "type": "Address", "fileOccurrence": [{"fileName": "x"}]})
+    job.indicator({"summary": "a" * 32, "type": "File", "fileOccurrence": ["not an object"]})
+    result = job.process()
+    assert result.exit_code == 3
+    assert_balanced(result)
+    assert all(c.saved == 0 for c in result.counts.values())
+    assert {e.code for e in result.errors} <= {0x1005, 0x1006, 0x1007, 0x1009}

@@ -613,6 +613,8 @@ def test_tolerant_parser_reads_scraped_shapes_and_survives_garbage() -> None:
     with pytest.raises(jsonish.TolerantJSONError):
         jsonish.loads("[" * 100_000)
     with pytest.raises(jsonish.TolerantJSONError):
+        jsonish.loads("{a: " + "9" * 5000 + "}")
+    with pytest.raises(jsonish.TolerantJSONError):
         jsonish.loads("x" * 100, max_size=10)
     rng = random.Random(7)
     alphabet = "{}[]:,\"' \nabc123-.\\"
@@ -646,3 +648,16 @@ def test_service_ignores_other_json_and_flags_broken_bundles(tmp_path: Path) -> 
     assert ("network.static.domain", "alexa.amazon.com") in [(t.type, t.value) for t in result.tags()]
     hostile = dict(bundle, responses={"/api/devices-v2/device": {"devices": [1, None, {"macAddress": []}]}})
     assert _run(tmp_path, bundle_bytes(hostile)).data["counts"]["inventory"] == 1
+
+
+def test_analysis_survives_answers_of_every_wrong_shape() -> None:
+    odd: list[Any] = [None, 1, "x", "{broken", [], {}, [1, "a", None], {"items": [{"deviceId": []}]}]
+    odd += [{"devices": [{"macAddress": 5, "serialNumber": {}}]}, {"activities": [{"creationTimestamp": "1e999"}]}]
+    odd += [{"notifications": [{"createdDate": -5}, {"createdDate": 10**400}]}, {"networkDetail": "[" * 5000}]
+    keys = ["/api/activities", "/api/devices-v2/device", "/api/phoenix", "/api/notifications", "/api/cards"]
+    keys += ["/locations", "/devices", "/history/devices", "/devices/x/health", "/locations/l/rooms", "/api/todos"]
+    for service in ("alexa", "smartthings"):
+        for value in odd:
+            bundle = {"assay_cloud_bundle": 1, "service": service, "responses": dict.fromkeys(keys, value)}
+            bundle["errors"] = value
+            json.dumps(analyse_bundle(bundle))

@@ -40,7 +40,7 @@ class Settings:
     attribute_write_type: str = "Append"
     tag_write_type: str = "Append"
     security_label_write_type: str = "Append"
-    chunk_size: int = 2000
+    chunk_size: int = 5000
     indicator_limit: int | None = None
     require_group_xid: bool = False
 

@@ -3,8 +3,8 @@
 Atomicity per item comes from two things. Validation runs before any write, so a bad item is
 rejected without touching the store. The good items of a chunk are then written with a few
 set-based statements inside one transaction: the chunk commits whole or not at all. If a chunk
-still fails in the database, its items are retried one per transaction so that only the culprit
-fails. A crash mid-job loses at most the open chunk, and everything is keyed (unique constraints,
+still fails in the database, it is split in halves and retried, down to single items, so that only
+the culprit fails. A crash mid-job loses at most the open chunk, and everything is keyed (unique constraints,
 ON CONFLICT) so that running the job again converges to the same store.
 """
 
@@ -253,7 +253,7 @@ class Runner:
                 reason = f"database rejected the item: {getattr(exc, 'orig', None) or exc}"
                 self._error(kind, ItemError(Code.INTERNAL, reason), _raw(chunk[0]))
                 return self.halted
-            return self._write_one_by_one(kind, chunk, plan)
+            return self._write_halves(kind, chunk, plan)
         self._record(kind, outcomes[:cut])
         self.result.counts[kind].not_saved += len(outcomes) - cut
         return self.settings.halt_on_error and any(o.status == "failed" for o in outcomes[:cut])
@@ -267,12 +267,13 @@ class Runner:
                 return index + 1
         return len(outcomes)
 
-    def _write_one_by_one(self, kind: str, chunk: Sequence[Any], plan: Planner) -> bool:
-        for index, item in enumerate(chunk):
-            if self._write_chunk(kind, [item], plan):
-                self.result.counts[kind].not_saved += len(chunk) - index - 1
-                return True
-        return False
+    def _write_halves(self, kind: str, chunk: Sequence[Any], plan: Planner) -> bool:
+        """Bisect a chunk the database refused, so only the culprits fail (log2(n) tries each)."""
+        middle = len(chunk) // 2
+        if self._write_chunk(kind, chunk[:middle], plan):
+            self.result.counts[kind].not_saved += len(chunk) - middle
+            return True
+        return self._write_chunk(kind, chunk[middle:], plan)
 
     def _critical(self, kind: str, chunk: Sequence[Any], exc: Exception) -> bool:
         for item in chunk:

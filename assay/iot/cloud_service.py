@@ -88,7 +88,11 @@ class CloudAccount(Service):
             max_walk=int(options["max_walk_nodes"]),
             max_text=int(options["max_text"]),
         )
-        analysis = analyse_bundle(bundle, limits)
+        try:
+            analysis = analyse_bundle(bundle, limits)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            result.anomalies.append("bundle_analysis_failed")  # a shape no reader foresaw
+            return result
         result.anomalies.extend(analysis.pop("anomalies"))
         result.data = analysis
         self._summary(result, bundle, analysis)

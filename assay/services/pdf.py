@@ -11,6 +11,7 @@ embedded files (extracted under their ``/UF`` or ``/F`` names) and encryption.
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import zlib
 from dataclasses import dataclass
@@ -286,8 +287,8 @@ class PDF(Service):
             if _KEYWORD_RES["/Launch"].search(obj.dictionary):
                 strings = [
                     pdf_string(literal_string(obj.dictionary, m.start())[0]).decode("latin-1")
-                    for m in re.finditer(rb"\(", obj.dictionary)
-                ][:10]
+                    for m in itertools.islice(re.finditer(rb"\(", obj.dictionary), 10)
+                ]
                 launches.append({"object": obj.number, "strings": strings})
         if launches:
             result.data["launch"] = launches
@@ -324,11 +325,12 @@ class PDF(Service):
     ) -> None:
         names: dict[int, str] = {}
         for obj in objects:
-            ef = re.search(rb"/EF\s*<<(.{0,4096}?)>>", obj.dictionary, re.S)
+            ef = re.search(rb"/EF\s*<<", obj.dictionary)
             if not ef:
                 continue
+            close = obj.dictionary.find(b">>", ef.end(), ef.end() + 4096)
             name = self._filespec_name(obj.dictionary)
-            for ref in _REF_RE.finditer(ef.group(1)):
+            for ref in _REF_RE.finditer(obj.dictionary, ef.end(), close if close >= 0 else ef.end() + 4096):
                 names[int(ref.group(1))] = name or f"embedded_{ref.group(1).decode()}"
         files: list[dict[str, Any]] = []
         for obj in objects:
@@ -490,9 +492,10 @@ def literal_string(data: bytes, pos: int, limit: int = 1 << 16) -> tuple[bytes, 
     return bytes(out), i
 
 
-def hex_string(data: bytes, pos: int) -> bytes:
-    end = data.find(b">", pos)
-    digits = re.sub(rb"[^0-9A-Fa-f]", b"", data[pos + 1 : end if end >= 0 else len(data)])
+def hex_string(data: bytes, pos: int, limit: int = 1 << 17) -> bytes:
+    """The hex string opening at ``data[pos] == '<'``, at most ``limit`` bytes read."""
+    end = data.find(b">", pos, pos + limit)
+    digits = re.sub(rb"[^0-9A-Fa-f]", b"", data[pos + 1 : end if end >= 0 else pos + limit])
     if len(digits) % 2:
         digits += b"0"
     return bytes.fromhex(digits.decode())

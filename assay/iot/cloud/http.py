@@ -305,7 +305,7 @@ class Fetcher:
     def _decode(self, body: bytes, label: str) -> Any:
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, or an int beyond the digit limit
             raise self.error("bad_response", f"{label} did not answer with JSON ({len(body)} bytes)") from None
 
     def paginate(

@@ -47,10 +47,13 @@ def iso_time(value: Any) -> str | None:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value.strip())
     if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) >= _EPOCH_MS else value
-        if not 0 < seconds < _YEAR_3000:
+        try:
+            seconds = value / 1000 if abs(value) >= _EPOCH_MS else value
+            if not 0 < seconds < _YEAR_3000:
+                return None
+            return datetime.fromtimestamp(seconds, UTC).isoformat()
+        except (OverflowError, ValueError, OSError):
             return None
-        return datetime.fromtimestamp(seconds, UTC).isoformat()
     if isinstance(value, str) and value.strip():
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -405,11 +408,8 @@ def _alexa_events(responses: dict[str, Any], out: _Builder) -> None:
 
 
 def _alexa_account(responses: dict[str, Any]) -> dict[str, Any]:
-    auth = (
-        (responses.get("/api/bootstrap") or {}).get("authentication")
-        if isinstance(responses.get("/api/bootstrap"), dict)
-        else None
-    )
+    boot = responses.get("/api/bootstrap")
+    auth = boot.get("authentication") if isinstance(boot, dict) else None
     account: dict[str, Any] = {}
     if isinstance(auth, dict):
         account = {k: auth.get(k) for k in ("customerName", "customerEmail", "customerId") if auth.get(k)}

@@ -122,7 +122,10 @@ class _Parser:
             raise self.fail("unexpected character")
         self.pos = match.end()
         number = match.group()
-        return int(number) if number.lstrip("-").isdigit() else float(number)
+        try:
+            return int(number) if number.lstrip("-").isdigit() else float(number)
+        except ValueError:  # beyond Python's digit limit for int()
+            raise self.fail("number too long") from None
 
     def string(self) -> str:
         quote = self.text[self.pos]
