@@ -26,6 +26,7 @@ from assay import notify
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import utcnow
+from assay.db.session import session_scope
 from assay.db.upsert import insert_ignore
 from assay.execution.sandbox import Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
@@ -115,6 +116,7 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.provisions = provisions
+        self.engine = provisions.engine
         self.store = store
         self.sandbox = sandbox
         self.worker_id = worker_id
@@ -124,19 +126,17 @@ class Dispatcher:
         self.disabled = {s.lower() for s in settings.get_list("services", "disabled")}
 
     # -- one submission -------------------------------------------------------------------
-    def run(self, session_factory: Any, sid: str) -> None:
-        """Analyse ``sid`` if this worker holds its lease, then store the outcome."""
-        with session_factory() as session:
-            submission = session.get(models.Submission, sid)
-            if submission is None or submission.state != "submitted" or submission.lease_owner != self.worker_id:
-                return
-            params = Params.model_validate(submission.params)
-            if submission.attempts > self.attempts:
+    def run(self, submission: models.Submission) -> None:
+        """Analyse a submission this worker has claimed, then store the outcome."""
+        if submission.attempts > self.attempts:
+            with session_scope(self.engine) as session:
                 self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
-                return
+            return
+        params = Params.model_validate(submission.params)
+        with session_scope(self.engine, readonly=True) as session:
             known_crashes = self._crash_counts(session, submission.sha256)
-        analysis = self.analyse(submission, params, known_crashes, session_factory)
-        with session_factory() as session:
+        analysis = self.analyse(submission, params, known_crashes)
+        with session_scope(self.engine) as session:
             self.persist(session, submission, analysis)
 
     def analyse(
@@ -144,7 +144,6 @@ class Dispatcher:
         submission: models.Submission,
         params: Params,
         crashes: dict[tuple[str, str], int],
-        session_factory: Any,
     ) -> Analysis:
         analysis = Analysis()
         services = select_services(params, self.disabled)
@@ -159,7 +158,7 @@ class Dispatcher:
                 if node.sha256 in analysed and not params.ignore_recursion_prevention:
                     continue
                 analysed.add(node.sha256)
-                children = self._analyse_file(node, params, services, crashes, analysis, workdir, session_factory)
+                children = self._analyse_file(node, params, services, crashes, analysis, workdir)
                 for child_name, child_sha, child_size in children:
                     if node.depth + 1 > self.provisions.max_depth or extracted_budget <= 0:
                         node.truncated = True
@@ -178,14 +177,13 @@ class Dispatcher:
         crashes: dict[tuple[str, str], int],
         analysis: Analysis,
         workdir: Path,
-        session_factory: Any,
     ) -> list[tuple[str, str, int]]:
         path = self.store.path(node.sha256)
         node.size = path.stat().st_size
         info: dict[str, Any] = analysis.files.setdefault(node.sha256, {"size": node.size, "sha256": node.sha256})
         file_dir = Path(tempfile.mkdtemp(dir=workdir))
         children: list[tuple[str, str, int]] = []
-        cached = {} if params.ignore_cache else self._cached_results(session_factory, node.sha256)
+        cached = {} if params.ignore_cache else self._cached_results(node.sha256)
         dropped = False
         for service in services:
             if dropped and service.stage > Stage.FILTER:
@@ -265,8 +263,8 @@ class Dispatcher:
         analysis.results.append(stored_result)
         return stored_result
 
-    def _cached_results(self, session_factory: Any, sha256: str) -> dict[str, StoredResult]:
-        with session_factory() as session:
+    def _cached_results(self, sha256: str) -> dict[str, StoredResult]:
+        with session_scope(self.engine, readonly=True) as session:
             rows = session.scalars(select(models.Result).where(models.Result.sha256 == sha256)).all()
         found = {}
         for row in rows:
@@ -402,7 +400,10 @@ class Dispatcher:
             else:
                 row.count += 1
 
-    def _fail(self, session: Session, submission: models.Submission, reason: str) -> None:
+    def _fail(self, session: Session, claimed: models.Submission, reason: str) -> None:
+        submission = session.get(models.Submission, claimed.sid)
+        if submission is None or submission.lease_owner != self.worker_id:
+            return
         submission.state = "failed"
         submission.completed = utcnow()
         submission.lease_owner = None

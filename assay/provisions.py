@@ -91,7 +91,7 @@ class Provisions:
         if "max_depth" in declared:
             values["max_depth"] = key_view["max_depth"] = self.max_depth
         if "safelisted" in declared:
-            with session_scope(self.engine) as session:
+            with session_scope(self.engine, readonly=True) as session:
                 values["safelisted"] = key_view["safelisted"] = safelist.match_file(session, hashes)
         if "safelist" in declared:
             values["safelist"] = self.network.values()

@@ -191,9 +191,9 @@ def match_file(session: Session, hashes: dict[str, str]) -> dict[str, str] | Non
 
 
 class NetworkSafelist:
-    """The network part, cached for a few seconds per process (it is read for every file)."""
+    """The network part, re-read at most every ``ttl`` seconds per process (it is used for every file)."""
 
-    def __init__(self, engine: Engine, ttl: float = 10.0) -> None:
+    def __init__(self, engine: Engine, ttl: float = 2.0) -> None:
         self.engine = engine
         self.ttl = ttl
         self._loaded: tuple[float, dict[str, list[str]]] = (0.0, {})
@@ -206,7 +206,7 @@ class NetworkSafelist:
         if time.monotonic() - loaded_at < self.ttl:
             return values
         found: dict[str, list[str]] = defaultdict(list)
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, readonly=True) as session:
             rows = session.execute(
                 select(SafelistEntry.kind, SafelistEntry.value).where(SafelistEntry.kind.in_(NETWORK_KINDS))
             )

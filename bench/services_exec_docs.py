@@ -32,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_service_documents as builders
 
 
-def walk_files(
-    roots: list[str], limit: int, magic: tuple[bytes, ...], max_size: int, scan_cap: int
-) -> list[Path]:
+def walk_files(roots: list[str], limit: int, magic: tuple[bytes, ...], max_size: int, scan_cap: int) -> list[Path]:
     found: list[Path] = []
     scanned = 0
     for root in roots:
@@ -86,10 +84,7 @@ def generated_documents(count: int, exe: bytes) -> Iterator[tuple[str, bytes]]:
                     builders.obj(3, b"<< /Filter /FlateDecode >>", zlib.compress(js)),
                     builders.obj(4, b"<< /Type /Filespec /F (a.exe) /EF << /F 5 0 R >> >>"),
                     builders.obj(5, b"<< /Type /EmbeddedFile /Filter /FlateDecode >>", zlib.compress(exe)),
-                    *(
-                        builders.obj(10 + k, b"<< /Type /Page /Contents (text %d) >>" % k)
-                        for k in range(i % 200)
-                    ),
+                    *(builders.obj(10 + k, b"<< /Type /Page /Contents (text %d) >>" % k) for k in range(i % 200)),
                 ),
             )
         elif kind == 4:
@@ -112,9 +107,7 @@ def measure(service: Service, files: list[tuple[Path, str]], repeat: int) -> dic
     start = time.perf_counter()
     for _ in range(repeat):
         for path, file_type in files:
-            request = FileRequest(
-                path=path, sha256="", name=path.name, size=path.stat().st_size, file_type=file_type
-            )
+            request = FileRequest(path=path, sha256="", name=path.name, size=path.stat().st_size, file_type=file_type)
             try:
                 service.execute(request)
             except Exception:
@@ -142,9 +135,7 @@ def main() -> None:
     pe_roots = [sys.prefix, sys.base_prefix, str(Path.home() / ".pyenv"), "/usr/lib", "/usr/share"]
     pe_files = walk_files(pe_roots, args.pe, (b"MZ",), args.max_size, 400_000)
     exe = pe_files[0].read_bytes() if pe_files else b"MZ" + b"\x00" * 4096
-    report: dict[str, object] = {
-        "corpus": {"elf": len(elf_files), "pe": len(pe_files), "generated": args.docs}
-    }
+    report: dict[str, object] = {"corpus": {"elf": len(elf_files), "pe": len(pe_files), "generated": args.docs}}
     with tempfile.TemporaryDirectory() as tmp:
         generated: dict[str, list[tuple[Path, str]]] = {"Office": [], "PDF": [], "Script": []}
         types = {
@@ -167,9 +158,7 @@ def main() -> None:
             "PDF": (PDF(), generated["PDF"]),
             "Script": (Script(), generated["Script"]),
         }
-        report["services"] = {
-            name: measure(svc, files, args.repeat) for name, (svc, files) in runs.items() if files
-        }
+        report["services"] = {name: measure(svc, files, args.repeat) for name, (svc, files) in runs.items() if files}
     print(json.dumps(report, indent=2))
 
 

@@ -46,7 +46,7 @@ def test_higher_priority_is_claimed_first(settings: Settings) -> None:
         medium = intake.ingest(session, order(settings, b"medium", 150))
     with session_scope(engine) as session:
         sid_of = {i.ingest_id: i.sid for i in session.scalars(select(Ingest))}
-        claimed = [queue.claim(session, "w", 1, 60)[0] for _ in range(3)]
+        claimed = [queue.claim(session, "w", 1, 60)[0].sid for _ in range(3)]
     assert claimed == [sid_of[high], sid_of[medium], sid_of[low]]
 
 

@@ -50,6 +50,7 @@ def test_safelisted_domains_are_not_tagged(embedded_server: Server) -> None:
             ).status_code
             == 200
         )
+    time.sleep(2.1)  # workers re-read the network safelist every 2 s
     tags = analyse(embedded_server, text, "dom-q")["summary"]["tags"]
     domains = tags.get("network.static.domain", [])
     assert any(d.startswith("evil-") for d in domains)

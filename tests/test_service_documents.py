@@ -27,11 +27,7 @@ from assay.services.script import Script
 
 SITE = Path(pefile.__file__).resolve().parent
 LAUNCHER = next(iter(sorted(SITE.glob("setuptools/*.exe"))), None)
-EXE = (
-    LAUNCHER.read_bytes()
-    if LAUNCHER
-    else b"MZ" + b"\x00" * 58 + b"\x40\x00\x00\x00PE\x00\x00" + b"\x00" * 200
-)
+EXE = LAUNCHER.read_bytes() if LAUNCHER else b"MZ" + b"\x00" * 58 + b"\x40\x00\x00\x00PE\x00\x00" + b"\x00" * 200
 
 
 def run(
@@ -318,9 +314,7 @@ def test_harmless_macro_is_not_called_a_dropper(tmp_path: Path) -> None:
     macro = 'Attribute VB_Name = "Module1"\r\nFunction Add(a, b)\r\n  Add = a + b\r\nEnd Function\r\n'
     result = run(Office(), tmp_path, "calc.doc", macro_doc(macro), "document/office/word")
     assert "office.macros" in result.heuristic_ids()
-    assert not {"office.autoexec", "office.macro_dropper", "office.suspicious_vba"} & set(
-        result.heuristic_ids()
-    )
+    assert not {"office.autoexec", "office.macro_dropper", "office.suspicious_vba"} & set(result.heuristic_ids())
 
 
 def test_macro_project_inside_ooxml_is_found(tmp_path: Path) -> None:
@@ -423,6 +417,20 @@ def test_encrypted_ooxml_is_flagged(tmp_path: Path) -> None:
     assert "encrypted" in result.anomalies
 
 
+def test_opendocument_basic_macros_are_extracted(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", "<office:document-content/>")
+        archive.writestr("Basic/script-lc.xml", "<library:libraries/>")
+        archive.writestr(
+            "Basic/Standard/Module1.xml", '<script:module>Sub Main\nShell("calc")\nEnd Sub</script:module>'
+        )
+    result = run(Office(), tmp_path, "m.odt", buffer.getvalue(), "document/odt")
+    assert "office.odf_macros" in result.heuristic_ids()
+    assert [e.name for e in result.extracted] == ["Module1.xml"]
+
+
 @pytest.mark.parametrize("name", ["garbage.doc", "cut.doc", "cut.docx", "cut.rtf"])
 def test_broken_documents_are_reported_not_raised(tmp_path: Path, name: str) -> None:
     data = {
@@ -454,15 +462,12 @@ def test_active_pdf_is_taken_apart(tmp_path: Path) -> None:
     script = b"var u = 'http://js.example.com/x'; app.launchURL(u);"
     inner = b"<< /Type /Action /S /URI /URI (http://objstm.example.com/hidden) >>"
     data = pdf(
-        obj(
-            1, b"<< /Type /Catalog /OpenAction 3 0 R /Names << /EmbeddedFiles << /Names [(a) 5 0 R] >> >> >>"
-        ),
+        obj(1, b"<< /Type /Catalog /OpenAction 3 0 R /Names << /EmbeddedFiles << /Names [(a) 5 0 R] >> >> >>"),
         obj(3, b"<< /Type /Action /S /J#61vaScript /JS 4 0 R >>"),
         obj(4, b"<< /Filter /FlateDecode >>", zlib.compress(script)),
         obj(
             5,
-            b"<< /Type /Filespec /F (old.txt) /UF (\xfe\xff\x00r\x00u\x00n\x00.\x00e\x00x\x00e)"
-            b" /EF << /F 6 0 R >> >>",
+            b"<< /Type /Filespec /F (old.txt) /UF (\xfe\xff\x00r\x00u\x00n\x00.\x00e\x00x\x00e) /EF << /F 6 0 R >> >>",
         ),
         obj(6, b"<< /Type /EmbeddedFile /Filter /FlateDecode /Length 1 >>", zlib.compress(EXE)),
         obj(8, b"<< /S /Launch /Win << /F (cmd.exe) /P (/c calc) >> >>"),

@@ -19,9 +19,7 @@ PT_LOAD, PT_GNU_STACK = 1, 0x6474E551
 
 
 def run(path: Path, **params: object) -> Result:
-    return ELF().execute(
-        FileRequest(path=path, sha256="", name=path.name, size=path.stat().st_size, params=params)
-    )
+    return ELF().execute(FileRequest(path=path, sha256="", name=path.name, size=path.stat().st_size, params=params))
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -41,9 +39,7 @@ def build_loader(payload: bytes, load_flags: int, stack_flags: int) -> bytes:
 
 
 def readelf(*args: str) -> str:
-    return subprocess.run(
-        ["readelf", "-W", *args, str(LS)], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["readelf", "-W", *args, str(LS)], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils readelf not installed")

@@ -18,9 +18,7 @@ LAUNCHERS = sorted(SITE.glob("setuptools/*.exe")) + sorted(SITE.glob("pip/_vendo
 
 
 def run(path: Path, **params: object) -> Result:
-    return PE().execute(
-        FileRequest(path=path, sha256="", name=path.name, size=path.stat().st_size, params=params)
-    )
+    return PE().execute(FileRequest(path=path, sha256="", name=path.name, size=path.stat().st_size, params=params))
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -76,6 +74,7 @@ def build_pe(
     imports: dict[str, list[str]] | None = None,
     resource: bytes | None = None,
     overlay: bytes = b"",
+    signed: bool = False,
 ) -> bytes:
     """A PE32 executable with the given (name, characteristics, raw data) sections."""
     sections = list(sections)
@@ -91,6 +90,9 @@ def build_pe(
         sections.append((b".rsrc", 0x40000040, table))
         directories[2] = (rva, len(table))
     header_size = 0x400
+    if signed:  # the certificate table is the whole overlay; its directory entry holds a file offset
+        raw_total = sum((len(data) + 0x1FF) & ~0x1FF for _, _, data in sections)
+        directories[4] = (header_size + raw_total, len(overlay))
     dos = b"MZ" + b"\x00" * 58 + struct.pack("<I", 0x40)
     file_header = struct.pack("<HHIIIHH", 0x14C, len(sections), timestamp, 0, 0, 224, 0x0102)
     raw_sizes = [(len(data) + 0x1FF) & ~0x1FF for _, _, data in sections]
@@ -163,9 +165,7 @@ def test_launcher_headers_imports_and_imphash_match_pefile(launcher: Path) -> No
     assert ("file.pe.imports.imphash", reference.get_imphash()) in {(t.type, t.value) for t in result.tags()}
     expected = sum(len(entry.imports) for entry in reference.DIRECTORY_ENTRY_IMPORT)
     assert len(result.data["imports"]) == expected
-    assert [s["name"] for s in result.data["sections"]] == [
-        s.Name.rstrip(b"\x00").decode() for s in reference.sections
-    ]
+    assert [s["name"] for s in result.data["sections"]] == [s.Name.rstrip(b"\x00").decode() for s in reference.sections]
     entropies = [round(s.get_entropy(), 2) for s in reference.sections]
     assert [round(s["entropy"], 2) for s in result.data["sections"]] == entropies
 
@@ -269,3 +269,12 @@ def test_mutated_headers_never_escape(tmp_path: Path, launcher: Path) -> None:
             data[rng.randrange(0, 1024)] = rng.randrange(256)
         result = run(write(tmp_path, f"m{round_}.exe", bytes(data)))
         assert isinstance(result, Result)
+
+
+def test_certificate_table_is_reported_and_not_counted_as_overlay(tmp_path: Path) -> None:
+    certificate = struct.pack("<IHH", 4096, 0x200, 2) + random.Random(6).randbytes(4088)
+    path = write(tmp_path, "signed.exe", build_pe([(b".text", CODE, b"\xc3")], overlay=certificate, signed=True))
+    result = run(path)
+    assert result.data["authenticode"]["present"] and result.data["authenticode"]["within_file"]
+    assert result.data["authenticode"]["size"] == len(certificate)
+    assert "overlay" not in result.data and "pe.overlay" not in result.heuristic_ids()

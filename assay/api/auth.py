@@ -25,7 +25,7 @@ def _from_headers(state: AppState, user: str, apikey: str) -> Principal:
     cached = _APIKEY_CACHE.get((user, apikey))
     if cached and cached[1] > time.monotonic():
         return cached[0]
-    with session_scope(state.engine) as session:
+    with session_scope(state.engine, readonly=True) as session:
         principal = users.check_apikey(session, user, apikey)
     if principal is None:
         raise ApiError(401, "Unauthorized: wrong user name or API key")
@@ -37,7 +37,7 @@ def _from_cookie(state: AppState, token: str) -> Principal:
     cached = state.sessions.get(token)
     if cached and cached[1] > time.monotonic():
         return cached[0]  # type: ignore[return-value]
-    with session_scope(state.engine) as session:
+    with session_scope(state.engine, readonly=True) as session:
         principal, expired = users.session_principal(session, token)
     if principal is None:
         raise ApiError(401, "Session expired" if expired else "Session not found")

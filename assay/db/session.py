@@ -57,7 +57,7 @@ def _create(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -74,22 +74,28 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: object) -> None:
-    # Take the write lock at BEGIN so two writers queue on busy_timeout instead of deadlocking
-    # when both upgrade a read lock.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+def _sqlite_begin(connection: object) -> None:
+    # Writers take the write lock at BEGIN, so two of them queue on busy_timeout instead of
+    # deadlocking when both try to upgrade a read lock; readers never wait for writers (WAL).
+    readonly = connection.get_execution_options().get(READONLY)  # type: ignore[attr-defined]
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")  # type: ignore[attr-defined]
 
 
-_makers: dict[int, sessionmaker[Session]] = {}
+READONLY = "assay_readonly"
+_makers: dict[tuple[int, bool], sessionmaker[Session]] = {}
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+def session_scope(engine: Engine | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    ``readonly`` sessions must not write: on SQLite they run without taking the write lock.
+    """
     engine = engine or get_engine()
-    maker = _makers.get(id(engine))
+    maker = _makers.get((id(engine), readonly))
     if maker is None:
-        maker = _makers[id(engine)] = sessionmaker(engine, expire_on_commit=False)
+        bind = engine.execution_options(**{READONLY: True}) if readonly else engine
+        maker = _makers[(id(engine), readonly)] = sessionmaker(bind, expire_on_commit=False)
     session = maker()
     try:
         yield session

@@ -21,7 +21,7 @@ def _available(now: object) -> object:
     )
 
 
-def claim(session: Session, worker_id: str, limit: int, lease_seconds: int) -> list[str]:
+def claim(session: Session, worker_id: str, limit: int, lease_seconds: int) -> list[Submission]:
     """Take up to ``limit`` submissions for ``worker_id``; commit to make the claim visible."""
     now = utcnow()
     query = (
@@ -42,9 +42,12 @@ def claim(session: Session, worker_id: str, limit: int, lease_seconds: int) -> l
                 lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=Submission.attempts + 1,
             )
+            .execution_options(synchronize_session=False)
         )
+    claimed = list(session.scalars(select(Submission).where(Submission.sid.in_(sids)))) if sids else []
+    order = {sid: index for index, sid in enumerate(sids)}
     session.commit()
-    return sids
+    return sorted(claimed, key=lambda s: order[s.sid])
 
 
 def release(session: Session, worker_id: str) -> int:

@@ -6,10 +6,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-
-from sqlalchemy.orm import Session
 
 from assay.config import Settings
 from assay.db.session import get_engine, session_scope
@@ -43,20 +39,17 @@ class Worker:
         )
         self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
 
-    def sessions(self) -> Callable[[], AbstractContextManager[Session]]:
-        return lambda: session_scope(self.engine)
-
     def take(self, limit: int) -> int:
         """Claim up to ``limit`` submissions and analyse them; returns how many were claimed."""
         with session_scope(self.engine) as session:
-            sids = queue.claim(session, self.worker_id, limit, self.lease_seconds)
-        for sid in sids:
+            claimed = queue.claim(session, self.worker_id, limit, self.lease_seconds)
+        for submission in claimed:
             try:
-                self.dispatcher.run(self.sessions(), sid)
+                self.dispatcher.run(submission)
             except Exception:
                 # The lease runs out and another attempt follows; attempts are bounded.
-                log.exception("analysis of %s failed; it will be retried", sid)
-        return len(sids)
+                log.exception("analysis of %s failed; it will be retried", submission.sid)
+        return len(claimed)
 
     def close(self) -> None:
         self.sandbox.close()

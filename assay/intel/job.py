@@ -74,6 +74,11 @@ class Job:
 
     `engine` defaults to the application's engine (`assay.db.session.get_engine()`). Keyword
     settings are those of `Settings`.
+
+    References: `associatedGroup`/`associatedGroups`/`associatedGroupXid` and association refs name
+    a group by xid, else by numeric id; `group_name`+`group_type` pick the oldest group of that
+    name (the result warns when there are several). Indicators are named by summary in any
+    spelling (it is normalised first); File indicators by any of their hashes.
     """
 
     def __init__(

@@ -3,9 +3,9 @@
 Atomicity per item comes from two things. Validation runs before any write, so a bad item is
 rejected without touching the store. The good items of a chunk are then written with a few
 set-based statements inside one transaction: the chunk commits whole or not at all. If a chunk
-still fails in the database, it is split in halves and retried, down to single items, so that only
-the culprit fails. A crash mid-job loses at most the open chunk, and everything is keyed (unique constraints,
-ON CONFLICT) so that running the job again converges to the same store.
+still fails in the database, it is split in halves and retried, down to single items, so that
+only the culprit fails. A crash mid-job loses at most the open chunk, and every row is keyed
+(unique constraints, ON CONFLICT) so that running the job again converges to the same store.
 """
 
 from __future__ import annotations

@@ -20,9 +20,7 @@ _UPX_MARKERS = (b"UPX!", b"$Info: This file is packed with the UPX")
 
 
 def _flags(value: int) -> str:
-    return "".join(
-        c for c, bit in (("R", P_FLAGS.PF_R), ("W", P_FLAGS.PF_W), ("X", P_FLAGS.PF_X)) if value & bit
-    )
+    return "".join(c for c, bit in (("R", P_FLAGS.PF_R), ("W", P_FLAGS.PF_W), ("X", P_FLAGS.PF_X)) if value & bit)
 
 
 class ELF(Service):
@@ -151,9 +149,7 @@ class ELF(Service):
             }
             if sec["sh_type"] != "SHT_NOBITS" and sec["sh_size"]:
                 stream.seek(sec["sh_offset"])
-                row["entropy"] = round(
-                    shannon_entropy(stream.read(min(sec["sh_size"], int(opts["entropy_bytes"])))), 3
-                )
+                row["entropy"] = round(shannon_entropy(stream.read(min(sec["sh_size"], int(opts["entropy_bytes"])))), 3)
             rows.append(row)
             names.add(sec.name)
             if sec.name:
@@ -191,9 +187,7 @@ class ELF(Service):
                 facts["interpreter"] = seg.get_interp_name()
                 section.add_tag("file.elf.interpreter", facts["interpreter"])
             elif seg["p_type"] == "PT_GNU_STACK" and "X" in flags:
-                section.add_subsection(
-                    "Executable stack", "PT_GNU_STACK has PF_X"
-                ).heuristic = "elf.exec_stack"
+                section.add_subsection("Executable stack", "PT_GNU_STACK has PF_X").heuristic = "elf.exec_stack"
             elif seg["p_type"] == "PT_LOAD" and "W" in flags and "X" in flags:
                 section.add_subsection(
                     f"Writable and executable segment at {hex(seg['p_vaddr'])}"

@@ -149,14 +149,15 @@ def identify_bytes(head: bytes) -> Identity:
 
 
 def identify_path(path: Path) -> Identity:
-    """Identify a file on disk: libmagic then also parses ELF headers, as ``file`` does.
-
-    libmagic bounds its own reading (1 MiB and capped ELF header counts by default).
+    """Identify a file on disk, as ``file`` does: for ELF, libmagic needs the file itself to
+    parse program headers (PIE or shared object); it bounds that reading on its own.
     """
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
     if not head:
         return Identity("empty", "inode/x-empty", "empty")
+    if not head.startswith(b"\x7fELF"):
+        return identify_bytes(head)
     mime = _magic.mime.from_file(str(path))
     description = _magic.text.from_file(str(path))
     return Identity(classify(mime, description, head), mime, description)

@@ -67,7 +67,9 @@ class PDF(Service):
         ``max_stream_size`` (int, 33554432): largest decoded stream.
         ``max_objstm`` (int, 1000): object streams opened.
         ``max_children`` (int, 50): embedded files and scripts extracted.
-        ``max_uris`` (int, 500): URIs tagged.
+        ``max_uris`` (int, 500): URI actions read.
+        ``max_scripts`` (int, 50): /JS entries read.
+        ``max_js_literal`` (int, 262144): bytes of a JavaScript literal string read.
         ``preview_chars`` (int, 2000): characters of each script shown.
     """
 
@@ -84,6 +86,8 @@ class PDF(Service):
         "max_objstm": 1000,
         "max_children": 50,
         "max_uris": 500,
+        "max_scripts": 50,
+        "max_js_literal": 256 * 1024,
         "preview_chars": 2000,
     }
     heuristics = (
@@ -102,9 +106,7 @@ class PDF(Service):
             500,
             ("T1204.002",),
         ),
-        Heuristic(
-            "pdf.embedded_file", "Embedded file", "The document carries attached files.", 100, ("T1027.009",)
-        ),
+        Heuristic("pdf.embedded_file", "Embedded file", "The document carries attached files.", 100, ("T1027.009",)),
         Heuristic(
             "pdf.embedded_executable",
             "Embedded executable or archive",
@@ -112,9 +114,7 @@ class PDF(Service):
             400,
             ("T1027.009",),
         ),
-        Heuristic(
-            "pdf.name_obfuscation", "Obfuscated names", "Names written with #xx escapes.", 200, ("T1027",)
-        ),
+        Heuristic("pdf.name_obfuscation", "Obfuscated names", "Names written with #xx escapes.", 200, ("T1027",)),
         Heuristic("pdf.encrypted", "Encrypted", "The document is encrypted; its strings were not read.", 10),
         Heuristic("pdf.malformed", "Malformed PDF", "Header, trailer or streams are broken.", 50),
     )
@@ -166,9 +166,7 @@ class PDF(Service):
         opened = 0
         for index, match in enumerate(starts):
             end = starts[index + 1].start() if index + 1 < len(starts) else len(data)
-            obj = _cut_object(
-                int(match.group(1)), data[match.end() : end], obfuscated, int(opts["max_dictionary"])
-            )
+            obj = _cut_object(int(match.group(1)), data[match.end() : end], obfuscated, int(opts["max_dictionary"]))
             objects.append(obj)
             if b"/ObjStm" in obj.dictionary and obj.stream is not None and opened < int(opts["max_objstm"]):
                 opened += 1
@@ -226,26 +224,26 @@ class PDF(Service):
         self, objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]
     ) -> None:
         scripts: list[dict[str, Any]] = []
-        for obj in objects:
-            for match in re.finditer(rb"/JS(?![A-Za-z0-9])\s*", obj.dictionary):
-                code = self._value(obj.dictionary, match.end(), opts, state)
-                if code is None:
-                    continue
-                scripts.append(
-                    {
-                        "object": obj.number,
-                        "size": len(code),
-                        "preview": code[: int(opts["preview_chars"])].decode("latin-1"),
-                    }
-                )
-                _extract(
-                    result,
-                    state,
-                    opts,
-                    f"javascript_obj{obj.number}_{len(scripts)}.js",
-                    code,
-                    f"JavaScript of object {obj.number}",
-                )
+        matches = ((o, m) for o in objects for m in re.finditer(rb"/JS(?![A-Za-z0-9])\s*", o.dictionary))
+        for obj, match in itertools.islice(matches, int(opts["max_scripts"])):
+            code = self._value(obj.dictionary, match.end(), opts, state)
+            if code is None:
+                continue
+            scripts.append(
+                {
+                    "object": obj.number,
+                    "size": len(code),
+                    "preview": code[: int(opts["preview_chars"])].decode("latin-1"),
+                }
+            )
+            _extract(
+                result,
+                state,
+                opts,
+                f"javascript_obj{obj.number}_{len(scripts)}.js",
+                code,
+                f"JavaScript of object {obj.number}",
+            )
         has_js = scripts or any(b"/JavaScript" in o.dictionary for o in objects)
         if not has_js:
             return
@@ -255,13 +253,11 @@ class PDF(Service):
         urls = find_urls(b"\n".join(s["preview"].encode("latin-1") for s in scripts), int(opts["max_uris"]))
         tag_urls(section, urls)
 
-    def _value(
-        self, dictionary: bytes, pos: int, opts: dict[str, Any], state: dict[str, Any]
-    ) -> bytes | None:
+    def _value(self, dictionary: bytes, pos: int, opts: dict[str, Any], state: dict[str, Any]) -> bytes | None:
         """A string value at ``pos``: literal, hex, or the stream or string of a referenced object."""
         head = dictionary[pos : pos + 1]
         if head == b"(":
-            return pdf_string(literal_string(dictionary, pos, len(dictionary))[0])
+            return pdf_string(literal_string(dictionary, pos, int(opts["max_js_literal"]))[0])
         if head == b"<" and dictionary[pos : pos + 2] != b"<<":
             return pdf_string(hex_string(dictionary, pos))
         ref = _REF_RE.match(dictionary, pos)
@@ -274,14 +270,10 @@ class PDF(Service):
         return self._value(body, 0, opts, state) if body[:1] in (b"(", b"<") else None
 
     @staticmethod
-    def _actions(
-        objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]
-    ) -> None:
+    def _actions(objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]) -> None:
         auto = [o.number for o in objects if re.search(rb"/(OpenAction|AA)(?![A-Za-z0-9])", o.dictionary)]
         if auto:
-            result.add_section(
-                "Automatic actions", {"objects": auto[:100]}, "json"
-            ).heuristic = "pdf.auto_action"
+            result.add_section("Automatic actions", {"objects": auto[:100]}, "json").heuristic = "pdf.auto_action"
         launches = []
         for obj in objects:
             if _KEYWORD_RES["/Launch"].search(obj.dictionary):
@@ -303,26 +295,22 @@ class PDF(Service):
     @staticmethod
     def _uris(objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]) -> None:
         uris: dict[str, None] = {}
-        for obj in objects:
-            for match in re.finditer(rb"/URI\s*(?=[(<])", obj.dictionary):
-                pos = match.end()
-                raw = (
-                    literal_string(obj.dictionary, pos)[0]
-                    if obj.dictionary[pos : pos + 1] == b"("
-                    else hex_string(obj.dictionary, pos)
-                )
-                uris.setdefault(pdf_string(raw).decode("latin-1").strip())
-                if len(uris) >= int(opts["max_uris"]):
-                    break
+        matches = ((o, m) for o in objects for m in re.finditer(rb"/URI\s*(?=[(<])", o.dictionary))
+        for obj, match in itertools.islice(matches, int(opts["max_uris"])):
+            pos = match.end()
+            raw = (
+                literal_string(obj.dictionary, pos)[0]
+                if obj.dictionary[pos : pos + 1] == b"("
+                else hex_string(obj.dictionary, pos)
+            )
+            uris.setdefault(pdf_string(raw).decode("latin-1").strip())
         if uris:
             listed = [u for u in uris if u]
             result.data["uris"] = listed
             section = result.add_section("URI actions", listed, "json")
             tag_urls(section, listed)
 
-    def _embedded(
-        self, objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]
-    ) -> None:
+    def _embedded(self, objects: list[PdfObject], opts: dict[str, Any], result: Result, state: dict[str, Any]) -> None:
         names: dict[int, str] = {}
         for obj in objects:
             ef = re.search(rb"/EF\s*<<", obj.dictionary)
@@ -425,9 +413,7 @@ def decode_stream(obj: PdfObject, limit: int, problems: list[str]) -> bytes | No
             data = hex_string(b"<" + data.split(b">")[0] + b">", 0)[:limit]
         elif name in (b"ASCII85Decode", b"A85"):
             try:
-                data = base64.a85decode(
-                    data.strip().removeprefix(b"<~"), adobe=False, ignorechars=b" \t\r\n~>"
-                )
+                data = base64.a85decode(data.strip().removeprefix(b"<~"), adobe=False, ignorechars=b" \t\r\n~>")
             except ValueError:
                 problems.append(f"bad ASCII85: object {obj.number}")
                 return None
@@ -509,9 +495,7 @@ def pdf_string(raw: bytes) -> bytes:
 
 
 def _risky_name(name: str) -> bool:
-    return bool(
-        re.search(r"\.(exe|dll|scr|js|jse|vbs|vbe|hta|ps1|bat|cmd|lnk|docm|xlsm|zip|rar|7z|iso)$", name, re.I)
-    )
+    return bool(re.search(r"\.(exe|dll|scr|js|jse|vbs|vbe|hta|ps1|bat|cmd|lnk|docm|xlsm|zip|rar|7z|iso)$", name, re.I))
 
 
 def _extract(

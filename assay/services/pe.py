@@ -228,9 +228,7 @@ class PE(Service):
             250,
             ("T1027.002",),
         ),
-        Heuristic(
-            "pe.timestamp", "Odd compile timestamp", "Zero, very old or in the future.", 50, ("T1070.006",)
-        ),
+        Heuristic("pe.timestamp", "Odd compile timestamp", "Zero, very old or in the future.", 50, ("T1070.006",)),
         Heuristic("pe.entry_point", "Odd entry point", "Outside every section or in a writable one.", 200),
         Heuristic(
             "pe.api_injection",
@@ -239,16 +237,10 @@ class PE(Service):
             300,
             ("T1055",),
         ),
-        Heuristic(
-            "pe.api_antidebug", "Anti-debugging APIs", "Imports used to detect a debugger.", 100, ("T1622",)
-        ),
-        Heuristic(
-            "pe.api_keylogger", "Keylogging APIs", "Imports used to capture keystrokes.", 300, ("T1056.001",)
-        ),
+        Heuristic("pe.api_antidebug", "Anti-debugging APIs", "Imports used to detect a debugger.", 100, ("T1622",)),
+        Heuristic("pe.api_keylogger", "Keylogging APIs", "Imports used to capture keystrokes.", 300, ("T1056.001",)),
         Heuristic("pe.api_network", "Network APIs", "Imports used to talk to the network.", 20, ("T1071",)),
-        Heuristic(
-            "pe.api_crypto", "Cryptography APIs", "Imports used to encrypt or decrypt data.", 50, ("T1027",)
-        ),
+        Heuristic("pe.api_crypto", "Cryptography APIs", "Imports used to encrypt or decrypt data.", 50, ("T1027",)),
         Heuristic(
             "pe.embedded_pe",
             "PE inside a resource",
@@ -495,9 +487,7 @@ class PE(Service):
         result.data["resources"] = rows
 
     @staticmethod
-    def _embedded_pe(
-        pe: pefile.PE, entry: Any, row: dict[str, Any], opts: dict[str, Any], result: Result
-    ) -> None:
+    def _embedded_pe(pe: pefile.PE, entry: Any, row: dict[str, Any], opts: dict[str, Any], result: Result) -> None:
         if not 64 <= entry.Size <= int(opts["max_child_size"]):
             return
         blob = pe.get_data(entry.OffsetToData, entry.Size)
@@ -589,9 +579,7 @@ class PE(Service):
         )
         if int(opts["min_overlay_extract"]) <= size <= int(opts["max_child_size"]):
             section.heuristic = "pe.overlay"
-            result.add_extracted(
-                "overlay.bin", f"Data after the last section at offset {start}", data=data[start:]
-            )
+            result.add_extracted("overlay.bin", f"Data after the last section at offset {start}", data=data[start:])
 
 
 def _walk_resources(root: Any) -> Any:

@@ -80,17 +80,17 @@ _LOLBINS = (
     "vssadmin",
     "bcdedit",
 )
-_IFRAME_RE = re.compile(r"<iframe\b[^>]{0,4096}>", re.I)
+_IFRAME_RE = re.compile(r"<iframe\b[^>]{0,2048}>", re.I)
 _HIDDEN_RE = re.compile(
     r"""(?i)(?:width\s*=\s*["']?[01]\b|height\s*=\s*["']?[01]\b|display\s*:\s*none|"""
     r"""visibility\s*:\s*hidden)"""
 )
-_FORM_RE = re.compile(r"<form\b([^>]{0,4096})>", re.I)
+_FORM_RE = re.compile(r"<form\b([^>]{0,2048})>", re.I)
 _FORM_END_RE = re.compile(r"</form\s*>", re.I)
 _PASSWORD_RE = re.compile(r"type\s*=\s*[\"']?password", re.I)
 _FORM_SPAN = 65536  # how far after <form> its inputs are looked for
 _ACTION_RE = re.compile(r"""action\s*=\s*["']?(https?://[^"'\s>]+)""", re.I)
-_SCRIPT_RE = re.compile(r"<script\b([^>]{0,4096})>", re.I)
+_SCRIPT_RE = re.compile(r"<script\b([^>]{0,2048})>", re.I)
 
 
 def find_urls(data: bytes, limit: int) -> list[str]:
@@ -195,9 +195,7 @@ class Script(Service):
             100,
             ("T1027",),
         ),
-        Heuristic(
-            "script.embedded_file", "Embedded file", "An encoded blob decodes to a file.", 500, ("T1027.009",)
-        ),
+        Heuristic("script.embedded_file", "Embedded file", "An encoded blob decodes to a file.", 500, ("T1027.009",)),
         Heuristic(
             "script.charcode",
             "Character-code obfuscation",
@@ -205,9 +203,7 @@ class Script(Service):
             200,
             ("T1027",),
         ),
-        Heuristic(
-            "script.concat", "String splitting", "Dense string concatenation hides keywords.", 100, ("T1027",)
-        ),
+        Heuristic("script.concat", "String splitting", "Dense string concatenation hides keywords.", 100, ("T1027",)),
         Heuristic(
             "script.hidden_iframe",
             "Hidden iframe",
@@ -252,9 +248,7 @@ class Script(Service):
             self._html(text, lower, opts, result)
         return result
 
-    def _powershell(
-        self, text: str, lower: str, opts: dict[str, Any], result: Result, state: dict[str, Any]
-    ) -> None:
+    def _powershell(self, text: str, lower: str, opts: dict[str, Any], result: Result, state: dict[str, Any]) -> None:
         commands: list[str] = []
         matches = _PS_ENC_RE.finditer(text) if ("powershell" in lower or "pwsh" in lower) else ()
         for match in matches:
@@ -262,11 +256,7 @@ class Script(Service):
             if decoded is None:
                 continue
             state.setdefault("seen_blobs", set()).add(match.group(1))
-            command = (
-                decoded.decode("utf-16-le", "replace")
-                if decoded[1:2] == b"\x00"
-                else decoded.decode("latin-1")
-            )
+            command = decoded.decode("utf-16-le", "replace") if decoded[1:2] == b"\x00" else decoded.decode("latin-1")
             commands.append(command[: int(opts["preview_chars"])])
             self._extract(
                 result,
@@ -319,9 +309,7 @@ class Script(Service):
             kind = file_kind(decoded)
             blobs.append({"length": len(blob), "decoded_size": len(decoded), "file_type": kind})
             if kind:
-                self._extract(
-                    result, state, opts, f"decoded_{len(blobs)}.{kind}", decoded, f"base64 payload ({kind})"
-                )
+                self._extract(result, state, opts, f"decoded_{len(blobs)}.{kind}", decoded, f"base64 payload ({kind})")
         if not blobs:
             return
         result.data["base64_blobs"] = blobs
@@ -333,16 +321,12 @@ class Script(Service):
     def _obfuscation(self, text: str, lower: str, opts: dict[str, Any], result: Result) -> None:
         charcodes = len(_CHARCODE_RE.findall(text))
         if charcodes:
-            result.add_section(
-                "Character-code construction", f"{charcodes} occurrences"
-            ).heuristic = "script.charcode"
+            result.add_section("Character-code construction", f"{charcodes} occurrences").heuristic = "script.charcode"
         concat = len(_CONCAT_RE.findall(text))
         density = concat / max(len(text) / 1024, 1)
         result.data["concatenation"] = {"count": concat, "per_kib": round(density, 2)}
         if concat >= int(opts["min_concat"]) and density >= float(opts["concat_density"]):
-            result.add_section(
-                "String splitting", result.data["concatenation"], "kv"
-            ).heuristic = "script.concat"
+            result.add_section("String splitting", result.data["concatenation"], "kv").heuristic = "script.concat"
 
     @staticmethod
     def _html(text: str, lower: str, opts: dict[str, Any], result: Result) -> None:
@@ -378,9 +362,7 @@ class Script(Service):
             and ("createobjecturl" in lower or "mssaveoropenblob" in lower)
             and (".download" in lower or "download=" in lower)
         ):
-            section.add_subsection(
-                "Blob assembled and offered as a download"
-            ).heuristic = "script.html_smuggling"
+            section.add_subsection("Blob assembled and offered as a download").heuristic = "script.html_smuggling"
 
     @staticmethod
     def _extract(

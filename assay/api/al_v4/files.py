@@ -23,7 +23,7 @@ Sha256 = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{64}$")]
 
 @router.get("/api/v4/file/info/{sha256}/", summary="What is known of a file")
 def file_info(sha256: Sha256, request: Request, user: User) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         row = session.get(models.File, sha256.lower())
         if row is None:
             raise ApiError(404, f"SHA256 {sha256} does not exists")
@@ -44,7 +44,7 @@ def file_download(sha256: Sha256, request: Request, user: User) -> FileResponse:
 
 @router.get("/api/v4/file/result/{sha256}/", summary="Every result recorded for a file")
 def file_results(sha256: Sha256, request: Request, user: User) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         row = session.get(models.File, sha256.lower())
         if row is None:
             raise ApiError(404, f"SHA256 {sha256} does not exists")
@@ -54,7 +54,7 @@ def file_results(sha256: Sha256, request: Request, user: User) -> JSONResponse:
 
 @router.get("/api/v4/result/{key}/", summary="One service result by key")
 def result(key: Annotated[str, Path(max_length=200)], request: Request, user: User) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         row = session.get(models.Result, key)
         if row is None:
             raise ApiError(404, f"Result {key} does not exists")
@@ -69,7 +69,7 @@ async def multiple(request: Request, user: User) -> JSONResponse:
         raise ApiError(400, "the body must be a JSON list of result keys") from None
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > 1000:
         raise ApiError(400, "the body must be a JSON list of at most 1000 result keys")
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         rows = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
         return ok({r.key: views.result(r) for r in rows})
 

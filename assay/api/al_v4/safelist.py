@@ -69,7 +69,7 @@ def listing(
     rows: Annotated[int, Query(ge=1, le=10_000)] = 100,
     kind: str | None = None,
 ) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         return ok(safelist.listing(session, offset, rows, kind))
 
 
@@ -79,7 +79,7 @@ def check(value: str, request: Request, user: User, kind: str | None = None) -> 
         entry = safelist.classify(value, kind)
     except safelist.SafelistError as exc:
         raise ApiError(400, str(exc)) from None
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         if entry.kind in ("md5", "sha1", "sha256"):
             return ok(safelist.match_file(session, {entry.kind: entry.value}))
     covered = safelist.NetworkSafelist(state_of(request).engine, ttl=0).covers(entry.kind, entry.value)

@@ -34,7 +34,7 @@ def _get(session: Session, sid: str) -> models.Submission:
 
 
 def _read(request: Request, sid: str, build: Any) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         return ok(build(session, _get(session, sid)))
 
 
@@ -65,7 +65,7 @@ def is_completed(sid: Sid, request: Request, user: User) -> JSONResponse:
 
 @router.get("/api/v4/submission/{sid}/file/{sha256}/", summary="One file's results within a submission")
 def get_file(sid: Sid, sha256: Sha256, request: Request, user: User) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         _get(session, sid)
         found = views.file_in_submission(session, sid, sha256.lower())
     if found is None:
@@ -138,7 +138,7 @@ async def search_submissions(request: Request, user: User) -> JSONResponse:
     except ValueError:
         raise ApiError(400, "the body must be JSON") from None
     body = _search_body(raw)
-    with session_scope(state_of(request).engine) as session:
+    with session_scope(state_of(request).engine, readonly=True) as session:
         return ok(_search(session, body))
 
 
