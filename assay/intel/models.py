@@ -43,7 +43,7 @@ class Group(Base):
 
     __tablename__ = "intel_group"
     __table_args__ = (
-        UniqueConstraint("owner_id", "xid"),
+        UniqueConstraint("owner_id", "xid", name="uq_intel_group_owner_xid"),
         Index("ix_intel_group_owner_type_name", "owner_id", "type", "name"),
     )
 
@@ -65,7 +65,7 @@ class Indicator(Base):
 
     __tablename__ = "intel_indicator"
     __table_args__ = (
-        UniqueConstraint("owner_id", "type", "summary"),
+        UniqueConstraint("owner_id", "type", "summary", name="uq_intel_indicator_owner_type_summary"),
         UniqueConstraint("owner_id", "md5", name="uq_intel_indicator_owner_md5"),
         UniqueConstraint("owner_id", "sha1", name="uq_intel_indicator_owner_sha1"),
         UniqueConstraint("owner_id", "sha256", name="uq_intel_indicator_owner_sha256"),
@@ -129,7 +129,9 @@ class FileOccurrence(Base):
     """Where and when a File indicator was seen; `fingerprint` makes re-submissions idempotent."""
 
     __tablename__ = "intel_file_occurrence"
-    __table_args__ = (UniqueConstraint("indicator_id", "fingerprint"),)
+    __table_args__ = (
+        UniqueConstraint("indicator_id", "fingerprint", name="uq_intel_file_occurrence_indicator_fingerprint"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     indicator_id: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"))

@@ -163,6 +163,35 @@ def identify_path(path: Path) -> Identity:
     return Identity(classify(mime, description, head), mime, description)
 
 
+# Scripting languages libmagic calls plain text: (type, pattern, hits needed in the first bytes).
+_SCRIPT_SIGNS: tuple[tuple[str, re.Pattern[bytes], int], ...] = (
+    (
+        "code/powershell",
+        re.compile(
+            rb"(?i)(\$env:|\bparam\s*\(|write-host|invoke-expression|\biex\b|new-object\s|"
+            rb"-encodedcommand|\[system\.|\bget-[a-z]+|\bset-[a-z]+)"
+        ),
+        2,
+    ),
+    ("code/vbs", re.compile(rb"(?i)(\bdim\s+\w+|createobject\(|wscript\.|\bend\s+(sub|function)\b)"), 2),
+    ("code/batch", re.compile(rb"(?im)(^@echo\s+off|^\s*set\s+\w+=|%~dp0|^\s*goto\s+:?\w+)"), 2),
+    (
+        "code/javascript",
+        re.compile(rb"(\bfunction\s*\w*\s*\(|\bvar\s+\w+\s*=|\b(let|const)\s+\w+\s*=|document\.|window\.|=>)"),
+        3,
+    ),
+)
+SCRIPT_SNIFF = 16384
+
+
+def _script_type(head: bytes) -> str | None:
+    sample = head[:SCRIPT_SNIFF]
+    for kind, pattern, needed in _SCRIPT_SIGNS:
+        if len(pattern.findall(sample)) >= needed:
+            return kind
+    return None
+
+
 def classify(mime: str, description: str, head: bytes = b"") -> str:
     """Map a MIME type and description to an Assemblyline-style type."""
     if head[:4] == b"\x0a\x0d\x0d\x0a" and head[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -172,6 +201,8 @@ def classify(mime: str, description: str, head: bytes = b"") -> str:
     for mime_re, desc_re, kind in _COMPILED:
         match = mime_re.fullmatch(mime)
         if match and (desc_re is None or desc_re.fullmatch(description)):
+            if kind == "text/plain":
+                return _script_type(head) or kind
             return kind.format(*match.groups()) if "{0}" in kind else kind
     return "unknown"
 

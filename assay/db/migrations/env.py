@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from alembic import context
 
 import assay.db.models
+import assay.intel.models  # noqa: F401
 from assay.db.base import Base
-
-with contextlib.suppress(ImportError):  # the intel tables, when that package is present
-    import assay.intel.models  # noqa: F401
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -64,9 +64,7 @@ def upgrade() -> None:
 
     op.create_table(
         "notifications",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user", sa.String(length=64), nullable=False),
         sa.Column("queue", sa.String(length=256), nullable=False),
         sa.Column(
@@ -162,9 +160,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("created", assay.db.base.UtcDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_apikeys_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_apikeys_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_apikeys")),
     )
     with op.batch_alter_table("apikeys", schema=None) as batch_op:

@@ -1,11 +1,9 @@
 """IoTInsight tasks and cases
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-24 10:00:00.000000
 
-The lead sets the final ordering at merge: if an 0002 (intel) lands, this revision's
-``down_revision`` becomes "0002" so the history stays one line.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from alembic import op
 import assay.db.base
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
