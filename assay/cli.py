@@ -23,7 +23,7 @@ log = logging.getLogger("assay")
 
 # Modules that add sub-commands: each has ``register(subparsers, common, client)`` and sets
 # ``handler=`` on its parsers (a function of (args, settings) returning the exit code).
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("assay.intel.cli",)
 
 
 class CliError(Exception):

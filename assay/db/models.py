@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, JsonType, UtcDateTime, utcnow
@@ -96,6 +96,7 @@ class Submission(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    published: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SubmissionMeta(Base):

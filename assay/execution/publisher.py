@@ -29,6 +29,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="assay-publisher", daemon=True)
         self.broker_up = True
+        self._announced_batches: set[int] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -59,13 +60,18 @@ class Publisher:
     def publish_once(self) -> int:
         from assay.execution.celery_app import TASK
 
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, readonly=True) as session:
             pending = queue.to_publish(session, BATCH, self.redispatch)
-        if not pending:
+            batches = queue.queued_batches(session)
+        new_batches = [b for b in batches if b not in self._announced_batches]
+        if not pending and not new_batches:
+            self._announced_batches &= set(batches)
             return 0
         with self.app.producer_or_acquire() as producer:
-            for _sid, _priority in pending:
+            for _ in range(len(pending) + len(new_batches)):
                 self.app.send_task(TASK, producer=producer, retry=False)
-        with session_scope(self.engine) as session:
-            queue.mark_published(session, [sid for sid, _ in pending])
+        self._announced_batches = set(batches)
+        if pending:
+            with session_scope(self.engine) as session:
+                queue.mark_published(session, [sid for sid, _ in pending])
         return len(pending)

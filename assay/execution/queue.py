@@ -78,3 +78,10 @@ def to_publish(session: Session, limit: int, redispatch_seconds: int) -> list[tu
 def mark_published(session: Session, sids: list[str]) -> None:
     session.execute(update(Submission).where(Submission.sid.in_(sids)).values(dispatched_at=utcnow()))
     session.commit()
+
+
+def queued_batches(session: Session) -> list[int]:
+    """Intel batches waiting for a worker (each needs one Celery message)."""
+    from assay.intel.models import Batch
+
+    return list(session.scalars(select(Batch.id).where(Batch.state == "Queued").limit(1000)))

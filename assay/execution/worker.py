@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from assay.config import Settings
 from assay.db.session import get_engine, session_scope
@@ -13,6 +14,8 @@ from assay.dispatch import Dispatcher
 from assay.execution import queue
 from assay.execution.sandbox import Sandbox
 from assay.filestore import FileStore
+from assay.intel import batches
+from assay.intel.publish import Publisher
 from assay.provisions import Provisions
 from assay.services import registry
 
@@ -34,10 +37,12 @@ class Worker:
         self.sandbox = Sandbox(settings.get_int("limits", "service_memory_mb", 2048), extra)
         self.engine = get_engine(settings.database_url)
         provisions = Provisions(settings, self.engine)
-        self.dispatcher = Dispatcher(
-            settings, FileStore(settings.storage_path), self.sandbox, self.worker_id, provisions
-        )
+        self.store = FileStore(settings.storage_path)
+        self.dispatcher = Dispatcher(settings, self.store, self.sandbox, self.worker_id, provisions)
         self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
+        self.publisher = Publisher(settings, self.engine)
+        self.publish_interval = float(settings.get_int("intel", "publish_interval", 2))
+        self._next_publication = 0.0
 
     def take(self, limit: int) -> int:
         """Claim up to ``limit`` submissions and analyse them; returns how many were claimed."""
@@ -49,7 +54,24 @@ class Worker:
             except Exception:
                 # The lease runs out and another attempt follows; attempts are bounded.
                 log.exception("analysis of %s failed; it will be retried", submission.sid)
+        if not claimed:
+            claimed_batch = batches.claim(self.engine, self.worker_id, self.lease_seconds)
+            if claimed_batch is not None:
+                batches.run(self.engine, self.store, claimed_batch, self.worker_id)
+                return 1
+        self._publish_due()
         return len(claimed)
+
+    def _publish_due(self) -> None:
+        """Every few seconds, publish completed submissions to intel in one batch."""
+        now = time.monotonic()
+        if now < self._next_publication:
+            return
+        self._next_publication = now + self.publish_interval
+        try:
+            self.publisher.publish_pending()
+        except Exception:  # intel must never cost analysis; the next round retries
+            log.exception("publishing to intel failed; it will be retried")
 
     def close(self) -> None:
         self.sandbox.close()

@@ -151,3 +151,22 @@ INTEL_TABLES = [
     IndicatorIndicator.__table__,
     FileOccurrence.__table__,
 ]
+
+
+class Batch(Base):
+    """A V2-style batch: settings first (Created), content next (Queued), then run by a worker."""
+
+    __tablename__ = "intel_batch"
+    __table_args__ = (Index("ix_intel_batch_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(255))
+    settings: Mapped[Json] = mapped_column(JsonType)
+    state: Mapped[str] = mapped_column(String(16), default="Created")
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[Json | None] = mapped_column(JsonType)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 import assay.db.models
-import assay.intel.models  # noqa: F401
+import assay.intel.models
+import assay.tasks.models  # noqa: F401  (every table registered on Base.metadata)
 from assay.db.base import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,202 @@
+"""What an export covers: a `Selection` of one owner's rows, read in one transaction.
+
+Exporters never query the store themselves: they turn a Selection into STIX or MISP. That keeps
+the three ways of choosing what to share (a whole owner, a group with everything associated with
+it, a list of indicators) in one place, and makes every export a pure function of the rows read.
+Rows are ordered by id, so two reads of an unchanged store give the same Selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, or_, select
+
+from assay.intel.models import (
+    FileOccurrence,
+    Group,
+    GroupGroup,
+    GroupIndicator,
+    Indicator,
+    IndicatorIndicator,
+    Owner,
+)
+from assay.intel.store import IN_LIMIT, chunks
+
+Json = dict[str, Any]
+
+
+class SelectionError(LookupError):
+    """The owner, group or submission asked for is not in the store."""
+
+
+@dataclass
+class Selection:
+    """Rows to export, as plain dicts keyed by column name.
+
+    key: a stable name of the selection (feeds deterministic bundle and event ids).
+    label: a human description (MISP event info, STIX bundle comment).
+    group_indicator / group_group / indicator_indicator: association pairs whose both ends are
+    in the selection, with the time each was stored. occurrences: the file occurrences of the selected File indicators.
+    """
+
+    owner: Json
+    key: str
+    label: str
+    groups: list[Json] = field(default_factory=list)
+    indicators: list[Json] = field(default_factory=list)
+    group_indicator: dict[tuple[int, int], datetime] = field(default_factory=dict)
+    group_group: dict[tuple[int, int], datetime] = field(default_factory=dict)
+    indicator_indicator: dict[tuple[int, int], datetime] = field(default_factory=dict)
+    occurrences: list[Json] = field(default_factory=list)
+    root_group: Json | None = None
+
+
+def _engine(engine: Engine | None) -> Engine:
+    if engine is not None:
+        return engine
+    from assay.db.session import get_engine
+
+    return get_engine()
+
+
+def _owner(conn: Connection, name: str) -> Json:
+    table = Owner.__table__
+    row = conn.execute(select(table).where(table.c.name == name.strip())).first()
+    if row is None:
+        raise SelectionError(f"no intel owner named {name!r}")
+    return dict(row._mapping)
+
+
+def _by_ids(conn: Connection, table: Table, ids: Iterable[int], owner_id: int) -> list[Json]:
+    out: list[Json] = []
+    for part in chunks(sorted(set(ids)), IN_LIMIT):
+        stmt = select(table).where(table.c.owner_id == owner_id, table.c.id.in_(part))
+        out += [dict(r._mapping) for r in conn.execute(stmt)]
+    return sorted(out, key=lambda r: r["id"])
+
+
+def _pairs(
+    conn: Connection, table: Table, left: str, right: str, ids: Sequence[int], both: bool
+) -> dict[tuple[int, int], datetime]:
+    """Pairs touching `ids` (on either end); with `both`, only pairs whose two ends are in `ids`."""
+    wanted = set(ids)
+    found: dict[tuple[int, int], datetime] = {}
+    for part in chunks(sorted(wanted), IN_LIMIT):
+        cols = (table.c[left], table.c[right], table.c.created_at)
+        stmt = select(*cols).where(or_(table.c[left].in_(part), table.c[right].in_(part)))
+        found.update({(a, b): when for a, b, when in conn.execute(stmt)})
+    if both:
+        found = {k: v for k, v in found.items() if k[0] in wanted and k[1] in wanted}
+    return dict(sorted(found.items()))
+
+
+def _occurrences(conn: Connection, indicator_ids: Sequence[int]) -> list[Json]:
+    table = FileOccurrence.__table__
+    out: list[Json] = []
+    for part in chunks(sorted(set(indicator_ids)), IN_LIMIT):
+        out += [dict(r._mapping) for r in conn.execute(select(table).where(table.c.indicator_id.in_(part)))]
+    return sorted(out, key=lambda r: r["id"])
+
+
+def _complete(conn: Connection, sel: Selection) -> Selection:
+    """Fill the associations among the selected rows and the occurrences of its files."""
+    group_ids = [g["id"] for g in sel.groups]
+    indicator_ids = [i["id"] for i in sel.indicators]
+    gi = _pairs(conn, GroupIndicator.__table__, "group_id", "indicator_id", group_ids, False)
+    groups, indicators = set(group_ids), set(indicator_ids)
+    sel.group_indicator = {k: v for k, v in gi.items() if k[0] in groups and k[1] in indicators}
+    sel.group_group = _pairs(conn, GroupGroup.__table__, "group_id_1", "group_id_2", group_ids, True)
+    ii = IndicatorIndicator.__table__
+    sel.indicator_indicator = _pairs(conn, ii, "indicator_id_1", "indicator_id_2", indicator_ids, True)
+    files = [i["id"] for i in sel.indicators if i["type"] == "File"]
+    sel.occurrences = _occurrences(conn, files)
+    return sel
+
+
+def owner_selection(owner: str, engine: Engine | None = None) -> Selection:
+    """Everything an owner holds."""
+    with _engine(engine).connect() as conn:
+        row = _owner(conn, owner)
+        groups, indicators = Group.__table__, Indicator.__table__
+        sel = Selection(owner=row, key=f"owner|{row['name']}", label=f"Intel of {row['name']}")
+        stmt = select(groups).where(groups.c.owner_id == row["id"]).order_by(groups.c.id)
+        sel.groups = [dict(r._mapping) for r in conn.execute(stmt)]
+        stmt = select(indicators).where(indicators.c.owner_id == row["id"]).order_by(indicators.c.id)
+        sel.indicators = [dict(r._mapping) for r in conn.execute(stmt)]
+        return _complete(conn, sel)
+
+
+def _find_group(conn: Connection, owner_id: int, xid: str | None, group_id: int | None, kind: str | None) -> Json:
+    table = Group.__table__
+    stmt = select(table).where(table.c.owner_id == owner_id)
+    if group_id is not None:
+        stmt = stmt.where(table.c.id == group_id)
+    elif xid is not None:
+        stmt = stmt.where(table.c.xid == xid)
+    else:
+        raise SelectionError("a group is chosen by xid or by id")
+    if kind is not None:
+        stmt = stmt.where(table.c.type == kind)
+    row = conn.execute(stmt.order_by(table.c.id)).first()
+    if row is None:
+        raise SelectionError(f"no {kind or 'group'} with {'id ' + str(group_id) if group_id else 'xid ' + repr(xid)}")
+    return dict(row._mapping)
+
+
+def _group_selection(conn: Connection, owner: Json, root: Json, key: str, label: str) -> Selection:
+    """The group, the indicators and groups associated with it, and the links among them."""
+    gi = _pairs(conn, GroupIndicator.__table__, "group_id", "indicator_id", [root["id"]], False)
+    gg = _pairs(conn, GroupGroup.__table__, "group_id_1", "group_id_2", [root["id"]], False)
+    group_ids = {root["id"]} | {a for a, _ in gg} | {b for _, b in gg}
+    sel = Selection(owner=owner, key=key, label=label, root_group=root)
+    sel.groups = _by_ids(conn, Group.__table__, group_ids, owner["id"])
+    sel.indicators = _by_ids(conn, Indicator.__table__, [i for g, i in gi if g == root["id"]], owner["id"])
+    return _complete(conn, sel)
+
+
+def group_selection(
+    owner: str, *, xid: str | None = None, group_id: int | None = None, engine: Engine | None = None
+) -> Selection:
+    """A group (by xid or id) and its associations."""
+    with _engine(engine).connect() as conn:
+        row = _owner(conn, owner)
+        root = _find_group(conn, row["id"], xid, group_id, None)
+        key = f"group|{row['name']}|{root['type']}|{root['xid'] or root['id']}"
+        return _group_selection(conn, row, root, key, f"{root['type']}: {root['name']}")
+
+
+def submission_selection(sid: str, owner: str | None = None, engine: Engine | None = None) -> Selection:
+    """A submission's intel: the Report group whose xid is the sid, and what it is associated with.
+
+    Without `owner`, the one owner holding such a Report is used; several is an error.
+    """
+    with _engine(engine).connect() as conn:
+        if owner is None:
+            table, owners = Group.__table__, Owner.__table__
+            stmt = select(owners.c.name).join(table, table.c.owner_id == owners.c.id)
+            names = sorted(set(conn.execute(stmt.where(table.c.type == "Report", table.c.xid == sid)).scalars()))
+            if len(names) != 1:
+                found = ", ".join(names) or "none"
+                raise SelectionError(f"submission {sid!r}: need exactly one owner with its Report (found {found})")
+            owner = names[0]
+        row = _owner(conn, owner)
+        root = _find_group(conn, row["id"], sid, None, "Report")
+        key = f"submission|{row['name']}|{sid}"
+        return _group_selection(conn, row, root, key, f"Submission {sid}: {root['name']}")
+
+
+def indicator_selection(owner: str, ids: Sequence[int], engine: Engine | None = None) -> Selection:
+    """Chosen indicators (unknown ids are an error), with the links among them and their occurrences."""
+    with _engine(engine).connect() as conn:
+        row = _owner(conn, owner)
+        sel = Selection(owner=row, key=f"indicators|{row['name']}|{','.join(map(str, sorted(set(ids))))}", label="")
+        sel.indicators = _by_ids(conn, Indicator.__table__, ids, row["id"])
+        missing = sorted(set(ids) - {i["id"] for i in sel.indicators})
+        if missing:
+            raise SelectionError(f"owner {owner!r} has no indicators with ids {missing[:10]}")
+        sel.label = f"{len(sel.indicators)} indicators of {row['name']}"
+        return _complete(conn, sel)

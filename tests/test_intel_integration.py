@@ -1,0 +1,233 @@
+"""Intel on the platform: publication of analysis results, the batch API, browsing, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from assay.config import Settings, load_settings
+from assay.db.models import Submission
+from assay.db.session import get_engine, session_scope, upgrade
+from assay.execution.worker import Worker
+from assay.filestore import FileStore
+from assay.ingest import Intake
+from assay.intel.models import FileOccurrence, Group, GroupIndicator, Indicator
+from tests.conftest import Server, run_assay
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+NOTE = b"stage two from http://payload.badhost-example.com/s2.bin and mail ops@badhost-example.com\n"
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[tuple[Settings, Worker]]:
+    (tmp_path / "none.ini").write_text("")
+    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_INTEL_OWNER": "Sensors"})
+    upgrade(get_engine(settings.database_url))
+    worker = Worker(settings, "intel-worker")
+    yield settings, worker
+    worker.close()
+
+
+def bundle() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("drop/eicar.com", EICAR)
+        archive.writestr("drop/note.txt", NOTE)
+    return buffer.getvalue()
+
+
+def submit_bundle(settings: Settings) -> str:
+    stored = FileStore(settings.storage_path).put_bytes(bundle())
+    with session_scope(get_engine(settings.database_url)) as session:
+        metadata = {"file_path": "C:\\Users\\a\\Downloads\\bundle.zip"}
+        return Intake(settings).submit(session, "admin", stored, "bundle.zip", metadata, {}).sid
+
+
+def store_counts(engine) -> tuple[int, ...]:
+    with session_scope(engine) as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(table))
+            for table in (Indicator, Group, GroupIndicator, FileOccurrence)
+        )
+
+
+def test_a_completed_submission_is_published_once(local: tuple[Settings, Worker]) -> None:
+    settings, worker = local
+    engine = get_engine(settings.database_url)
+    sid = submit_bundle(settings)
+    worker.take(1)
+    with session_scope(engine) as session:
+        assert session.get(Submission, sid).published
+        indicators = {(i.type, i.summary) for i in session.scalars(select(Indicator))}
+        groups = {(g.type, g.xid): g for g in session.scalars(select(Group))}
+        occurrences = session.scalars(select(FileOccurrence)).all()
+    assert ("Host", "payload.badhost-example.com") in indicators
+    assert ("URL", "http://payload.badhost-example.com/s2.bin") in indicators
+    assert ("EmailAddress", "ops@badhost-example.com") in indicators
+    files = [summary for kind, summary in indicators if kind == "File"]
+    assert len(files) == 3 and all(summary.count(" : ") == 2 for summary in files)
+    assert ("Report", f"assay-submission-{sid}") in groups
+    signatures = [g for (kind, _), g in groups.items() if kind == "Signature"]
+    assert signatures and "EICAR" in signatures[0].fields.get("fileText", "").upper()
+    paths = {o.path for o in occurrences}
+    assert "C:\\Users\\a\\Downloads\\bundle.zip" in paths
+    assert {o.file_name for o in occurrences} >= {"bundle.zip", "drop/eicar.com"}
+    before = store_counts(engine)
+    with session_scope(engine) as session:
+        session.get(Submission, sid).published = False
+    worker.publisher.publish([sid])
+    assert store_counts(engine) == before
+
+
+def test_publication_rule_threshold_and_switch(tmp_path: Path) -> None:
+    (tmp_path / "none.ini").write_text("")
+    settings = load_settings(
+        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_INTEL_MIN_SCORE": "1000", "ASSAY_INTEL_TAG_TYPES": ""}
+    )
+    upgrade(get_engine(settings.database_url))
+    worker = Worker(settings, "threshold-worker")
+    try:
+        submit_bundle(settings)
+        worker.take(1)
+    finally:
+        worker.close()
+    with session_scope(get_engine(settings.database_url)) as session:
+        files = session.scalars(select(Indicator).where(Indicator.type == "File")).all()
+    assert len(files) == 1 and files[0].rating == 5 and files[0].confidence == 100
+
+
+def wait_batch(client, batch_id: int) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        status = client.get(f"/api/v4/intel/batch/{batch_id}/").json()["api_response"]
+        if status["status"] == "Completed":
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def test_v2_batch_over_http_runs_in_a_worker(embedded_server: Server) -> None:
+    with embedded_server.client() as client:
+        refused = client.post("/api/v4/intel/batch/", json={"owner": "Org", "action": "Explode"})
+        assert refused.status_code == 400 and "action" in refused.json()["api_error_message"]
+        made = client.post("/api/v4/intel/batch/", json={"owner": "Org", "haltOnError": False})
+        batch_id = made.json()["api_response"]["data"]["batchId"]
+        assert client.get(f"/api/v4/intel/batch/{batch_id}/").json()["api_response"]["status"] == "Created"
+        document = {
+            "group": [{"name": "Crimeware Wave", "type": "Campaign", "xid": "camp-1"}],
+            "indicator": [
+                {
+                    "summary": "203.0.113.7",
+                    "type": "Address",
+                    "rating": 3,
+                    "confidence": 60,
+                    "associatedGroups": [{"groupXid": "camp-1"}],
+                },
+                {"summary": "bad.example.org", "type": "Host", "rating": 9},
+            ],
+        }
+        uploaded = client.post(f"/api/v4/intel/batch/{batch_id}/", content=json.dumps(document))
+        assert uploaded.status_code == 200
+        again = client.post(f"/api/v4/intel/batch/{batch_id}/", content=b"{}")
+        assert again.status_code == 409
+        status = wait_batch(client, batch_id)
+        assert status["successCount"] >= 2 and status["errorCount"] == 1 and status["exitCode"] == 3
+        errors = client.get(f"/api/v4/intel/batch/{batch_id}/errors/").json()["api_response"]
+        assert errors[0]["errorCode"] == "0x1005" and "bad.example.org" in errors[0]["errorSource"]
+        found = client.get("/api/v4/intel/indicators/", params={"owner": "Org", "q": "203.0.113"}).json()
+        [item] = found["api_response"]["items"]
+        detail = client.get(f"/api/v4/intel/indicators/{item['id']}/").json()["api_response"]
+        assert [g["name"] for g in detail["groups"]] == ["Crimeware Wave"]
+        assert client.get("/api/v4/intel/batch/999999/").status_code == 404
+        assert client.get("/api/v4/intel/indicators/999999/").status_code == 404
+
+
+def test_published_indicator_points_back_to_its_submission(embedded_server: Server) -> None:
+    from tests.conftest import ingest_bytes, wait_for_messages
+
+    with embedded_server.client() as client:
+        ingest_bytes(
+            client,
+            bundle() + b"",
+            "bundle.zip",
+            notification_queue="intel-q",
+            metadata={"file_path": "/srv/in/bundle.zip"},
+        )
+        [message] = wait_for_messages(client, "intel-q", 1)
+        sid = message["submission"]["sid"]
+        deadline = time.monotonic() + 60
+        while True:
+            found = client.get(
+                "/api/v4/intel/indicators/", params={"q": "payload.badhost-example.com", "type": "Host"}
+            ).json()["api_response"]
+            if found["items"]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        detail = client.get(f"/api/v4/intel/indicators/{found['items'][0]['id']}/").json()["api_response"]
+        assert sid in detail["submissions"]
+        reports = client.get("/api/v4/intel/groups/", params={"type": "Report", "q": sid}).json()["api_response"]
+        assert reports["total"] == 1
+
+
+def test_cli_processes_tcex_structures_and_exits_with_the_job_code(tmp_path: Path) -> None:
+    from tests.conftest import assay_env
+
+    env = assay_env(tmp_path / "data")
+    document = {
+        "group": [
+            {
+                "attribute": [{"type": "Description", "value": "Test Description"}],
+                "name": "Robin Sparkles",
+                "tag": ["APT", "Crimeware"],
+                "type": "Adversary",
+            }
+        ],
+        "indicator": [
+            {
+                "attribute": [{"type": "Description", "value": "x"}],
+                "confidence": 5,
+                "rating": "3",
+                "summary": "1.1.1.1",
+                "tag": [{"name": "APT"}, {"name": "Crimeware"}],
+                "type": "Address",
+            }
+        ],
+        "group_association": [
+            {
+                "group_name": "Robin Sparkles",
+                "group_type": "Adversary",
+                "indicator": "1.1.1.1",
+                "indicator_type": "Address",
+            }
+        ],
+        "file_occurrence": [
+            {
+                "date": "2014-11-03T00:00:00-05:00",
+                "fileName": "win999301.dll",
+                "hash": "BE7DE2F0CF48294400C714C9E28ECD01",
+                "path": "C:\\Windows\\System",
+            }
+        ],
+        "association": [],
+    }
+    document["indicator"].append({"summary": "BE7DE2F0CF48294400C714C9E28ECD01", "type": "File", "rating": 2})
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(document))
+    done = run_assay(["intel", "process", str(path), "--owner", "Example Org"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "exit code 0" in done.stdout
+    document["indicator"].append({"summary": "2.2.2.2", "type": "Address", "confidence": 101})
+    path.write_text(json.dumps(document))
+    partial = run_assay(["intel", "process", str(path), "--owner", "Example Org"], env)
+    assert partial.returncode == 3 and "0x1005" in partial.stderr
+    path.write_text("[1, 2]")
+    broken = run_assay(["intel", "process", str(path), "--owner", "Example Org"], env)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
