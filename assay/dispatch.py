@@ -1,9 +1,7 @@
-"""One submission through the services: identify, pick services by stage, recurse into children,
-score, and store everything in one transaction.
+"""Claimed submissions through the services: identify, pick services by stage, recurse into
+children, score; then hand the batch to :mod:`assay.record` to be stored in one transaction.
 
-The dispatcher is the only place that turns service results into rows. It runs the same way
-under the embedded workers and under Celery; a run may happen twice after a crash, so storing
-it is idempotent (rows of an earlier attempt are replaced, results are shared by key).
+It runs the same way under the embedded workers and under Celery.
 """
 
 from __future__ import annotations
@@ -13,76 +11,31 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assay import notify
+from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import utcnow
 from assay.db.session import session_scope
-from assay.db.upsert import insert_ignore
 from assay.execution.sandbox import Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
 from assay.provisions import Provisions
+from assay.record import record
 from assay.services import registry
 from assay.services.base import FileRequest, Result, Service, Stage
 
 log = logging.getLogger(__name__)
 
-IDENTITY_FIELDS = ("type", "mime", "magic", "ssdeep", "tlsh", "entropy")
-
-
-@dataclass
-class FileNode:
-    sha256: str
-    name: str
-    parent: str | None
-    depth: int
-    size: int
-    score: int = 0
-    truncated: bool = False
-
-
-@dataclass
-class StoredResult:
-    key: str
-    sha256: str
-    service: Service
-    score: int
-    body: dict[str, Any]
-    tags: list[tuple[str, str]]
-    new: bool
-
-
-@dataclass
-class ErrorRecord:
-    sha256: str
-    service: str
-    kind: str
-    message: str
-
-
-@dataclass
-class Analysis:
-    """Everything one run found, held in memory until it is stored in one go."""
-
-    nodes: list[FileNode] = field(default_factory=list)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    results: list[StoredResult] = field(default_factory=list)
-    errors: list[ErrorRecord] = field(default_factory=list)
-    crashes: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def max_score(self) -> int:
-        return max((node.score for node in self.nodes), default=0)
+FLUSH_SECONDS = 0.25
 
 
 def result_key(sha256: str, service: Service, options: dict[str, Any]) -> str:
@@ -124,20 +77,41 @@ class Dispatcher:
         self.timeout = float(settings.get_int("limits", "service_timeout", 60))
         self.attempts = settings.get_int("limits", "service_attempts", 3)
         self.disabled = {s.lower() for s in settings.get_list("services", "disabled")}
+        self._prefetched: dict[str, dict[str, StoredResult]] = {}
 
-    # -- one submission -------------------------------------------------------------------
-    def run(self, submission: models.Submission) -> None:
-        """Analyse a submission this worker has claimed, then store the outcome."""
-        if submission.attempts > self.attempts:
+    # -- claimed submissions --------------------------------------------------------------
+    def run(self, submissions: list[models.Submission]) -> None:
+        """Analyse submissions this worker has claimed and store them, several per transaction.
+
+        Storing together saves a transaction per submission; a batch is stored as soon as it has
+        taken ``FLUSH_SECONDS``, so one slow file does not hold the others' notifications back.
+        """
+        crashes = self._crash_counts([s.sha256 for s in submissions])
+        self._prefetched = self._results_for([s.sha256 for s in submissions])
+        done: list[tuple[models.Submission, Analysis]] = []
+        started = time.monotonic()
+        for submission in submissions:
+            if submission.attempts > self.attempts:
+                with session_scope(self.engine) as session:
+                    self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
+                continue
+            try:
+                analysis = self.analyse(submission, Params.model_validate(submission.params), crashes)
+            except Exception:
+                # The lease runs out and another attempt follows; attempts are bounded.
+                log.exception("analysis of %s failed; it will be retried", submission.sid)
+                continue
+            done.append((submission, analysis))
+            if time.monotonic() - started > FLUSH_SECONDS:
+                self._persist_all(done)
+                done, started = [], time.monotonic()
+        self._persist_all(done)
+        self._prefetched = {}
+
+    def _persist_all(self, done: list[tuple[models.Submission, Analysis]]) -> None:
+        if done:
             with session_scope(self.engine) as session:
-                self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
-            return
-        params = Params.model_validate(submission.params)
-        with session_scope(self.engine, readonly=True) as session:
-            known_crashes = self._crash_counts(session, submission.sha256)
-        analysis = self.analyse(submission, params, known_crashes)
-        with session_scope(self.engine) as session:
-            self.persist(session, submission, analysis)
+                record(session, self.worker_id, done)
 
     def analyse(
         self,
@@ -158,6 +132,8 @@ class Dispatcher:
                 if node.sha256 in analysed and not params.ignore_recursion_prevention:
                     continue
                 analysed.add(node.sha256)
+                if node.depth:
+                    crashes.update(self._crash_counts([node.sha256]))
                 children = self._analyse_file(node, params, services, crashes, analysis, workdir)
                 for child_name, child_sha, child_size in children:
                     if node.depth + 1 > self.provisions.max_depth or extracted_budget <= 0:
@@ -264,141 +240,27 @@ class Dispatcher:
         return stored_result
 
     def _cached_results(self, sha256: str) -> dict[str, StoredResult]:
+        if sha256 in self._prefetched:
+            return self._prefetched[sha256]
+        return self._results_for([sha256]).get(sha256, {})
+
+    def _results_for(self, shas: list[str]) -> dict[str, dict[str, StoredResult]]:
+        """Stored results of these contents, by sha256 then key (one query for a whole batch)."""
+        found: dict[str, dict[str, StoredResult]] = {sha: {} for sha in shas}
         with session_scope(self.engine, readonly=True) as session:
-            rows = session.scalars(select(models.Result).where(models.Result.sha256 == sha256)).all()
-        found = {}
+            rows = session.scalars(select(models.Result).where(models.Result.sha256.in_(shas))).all()
         for row in rows:
             service = registry.service(row.service)
             if service is not None:
-                found[row.key] = StoredResult(row.key, row.sha256, service, row.score, row.body, [], new=False)
+                found[row.sha256][row.key] = StoredResult(
+                    row.key, row.sha256, service, row.score, row.body, [], new=False
+                )
         return found
 
-    def _crash_counts(self, session: Session, sha256: str) -> dict[tuple[str, str], int]:
-        rows = session.scalars(select(models.ServiceCrash).where(models.ServiceCrash.sha256 == sha256))
-        return {(row.sha256, row.service): row.count for row in rows}
-
-    # -- storing --------------------------------------------------------------------------
-    def persist(self, session: Session, submission: models.Submission, analysis: Analysis) -> None:
-        sid = submission.sid
-        now = utcnow()
-        owned = session.execute(
-            update(models.Submission)
-            .where(models.Submission.sid == sid, models.Submission.lease_owner == self.worker_id)
-            .where(models.Submission.state == "submitted")
-            .values(
-                state="completed",
-                max_score=analysis.max_score,
-                file_count=len({n.sha256 for n in analysis.nodes}),
-                error_count=len(analysis.errors),
-                completed=now,
-                lease_owner=None,
-                lease_until=None,
-            )
-        ).rowcount
-        if not owned:
-            log.warning("lost the lease on %s; another worker stores it", sid)
-            session.rollback()
-            return
-        self._store_files(session, analysis, now)
-        self._store_results(session, sid, analysis)
-        self._store_tree(session, sid, analysis)
-        self._store_errors(session, sid, analysis, now)
-        notify.complete_ingests(session, sid, analysis.max_score, "")
-        session.commit()
-
-    def _store_files(self, session: Session, analysis: Analysis, now: Any) -> None:
-        shas = list(analysis.files)
-        existing = {f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))}
-        for sha, info in analysis.files.items():
-            row = existing.get(sha)
-            if row is None:
-                row = models.File(sha256=sha, md5=info.get("md5", ""), sha1=info.get("sha1", ""), size=info["size"])
-                row.seen_first = now
-                session.add(row)
-            else:
-                row.seen_count = (row.seen_count or 0) + 1
-            row.seen_last = now
-            for name in IDENTITY_FIELDS:
-                if info.get(name) is not None:
-                    setattr(row, name, info[name])
-            for name in ("md5", "sha1"):
-                if info.get(name):
-                    setattr(row, name, info[name])
-        session.flush()
-
-    def _store_results(self, session: Session, sid: str, analysis: Analysis) -> None:
-        new = [r for r in analysis.results if r.new]
-        inserted = insert_ignore(
-            session,
-            models.Result.__table__,
-            [
-                {
-                    "key": r.key,
-                    "sha256": r.sha256,
-                    "service": r.service.name,
-                    "service_version": r.service.version,
-                    "score": r.score,
-                    "body": r.body,
-                    "created": utcnow(),
-                }
-                for r in new
-            ],
-            returning="key",
-        )
-        tag_rows = [
-            {"result_key": r.key, "sha256": r.sha256, "type": t, "value": v}
-            for r in new
-            if r.key in inserted
-            for t, v in r.tags
-        ]
-        if tag_rows:
-            session.execute(models.TagRecord.__table__.insert(), tag_rows)
-        session.execute(delete(models.SubmissionResult).where(models.SubmissionResult.sid == sid))
-        keys = sorted({r.key for r in analysis.results})
-        if keys:
-            session.execute(models.SubmissionResult.__table__.insert(), [{"sid": sid, "result_key": k} for k in keys])
-
-    def _store_tree(self, session: Session, sid: str, analysis: Analysis) -> None:
-        session.execute(delete(models.SubmissionFile).where(models.SubmissionFile.sid == sid))
-        scores = {n.sha256: n.score for n in analysis.nodes if n.score or n.sha256}
-        session.execute(
-            models.SubmissionFile.__table__.insert(),
-            [
-                {
-                    "sid": sid,
-                    "sha256": n.sha256,
-                    "parent": n.parent,
-                    "name": n.name,
-                    "depth": n.depth,
-                    "score": scores.get(n.sha256, 0),
-                    "truncated": n.truncated,
-                }
-                for n in analysis.nodes
-            ],
-        )
-
-    def _store_errors(self, session: Session, sid: str, analysis: Analysis, now: Any) -> None:
-        session.execute(delete(models.ServiceError).where(models.ServiceError.sid == sid))
-        rows = {}
-        for error in analysis.errors:
-            key = f"{sid}.{error.sha256}.{error.service}.{error.kind}"
-            rows[key] = {
-                "key": key,
-                "sid": sid,
-                "sha256": error.sha256,
-                "service": error.service,
-                "error_type": error.kind,
-                "message": error.message,
-                "created": now,
-            }
-        if rows:
-            session.execute(models.ServiceError.__table__.insert(), list(rows.values()))
-        for sha256, service in analysis.crashes:
-            row = session.get(models.ServiceCrash, (sha256, service))
-            if row is None:
-                session.add(models.ServiceCrash(sha256=sha256, service=service, count=1))
-            else:
-                row.count += 1
+    def _crash_counts(self, shas: list[str]) -> dict[tuple[str, str], int]:
+        with session_scope(self.engine, readonly=True) as session:
+            rows = session.scalars(select(models.ServiceCrash).where(models.ServiceCrash.sha256.in_(shas)))
+            return {(row.sha256, row.service): row.count for row in rows}
 
     def _fail(self, session: Session, claimed: models.Submission, reason: str) -> None:
         submission = session.get(models.Submission, claimed.sid)
@@ -421,8 +283,3 @@ class Dispatcher:
             )
         )
         notify.complete_ingests(session, submission.sid, None, reason)
-        session.commit()
-
-
-def lease_deadline(settings: Settings) -> Any:
-    return utcnow() + timedelta(seconds=settings.get_int("queue", "lease_seconds", 300))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from assay.db import models
@@ -24,26 +24,56 @@ def iso(moment: datetime) -> str:
 
 def complete_ingests(session: Session, sid: str, score: int | None, failure: str) -> int:
     """Finish every ingest waiting on ``sid``; queue a message for each that asked for one."""
-    ingests = session.scalars(
-        select(models.Ingest).where(models.Ingest.sid == sid, models.Ingest.state == "waiting")
+    return complete_many(session, {sid: (score, failure)})
+
+
+def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]]) -> int:
+    """:func:`complete_ingests` for many submissions in three statements."""
+    table = models.Ingest.__table__
+    waiting = session.execute(
+        select(table.c.ingest_id, table.c.sid, table.c.user, table.c.queue, table.c.threshold, table.c.message).where(
+            table.c.sid.in_(list(outcomes)), table.c.state == "waiting"
+        )
     ).all()
-    for ingest in ingests:
-        finish_ingest(session, ingest, score, failure)
-    return len(ingests)
+    if not waiting:
+        return 0
+    now = utcnow()
+    updates, messages = [], []
+    for row in waiting:
+        score, failure = outcomes[row.sid]
+        message = _finished_message(row.message, score, failure, now)
+        updates.append(
+            {
+                "b_id": row.ingest_id,
+                "b_state": "dropped" if failure else "notified",
+                "b_failure": failure,
+                "b_message": message,
+            }
+        )
+        if row.queue and not _suppressed(row.threshold, score):
+            messages.append({"user": row.user, "queue": row.queue, "message": message, "created": now})
+    session.execute(
+        update(table)
+        .where(table.c.ingest_id == bindparam("b_id"))
+        .values(state=bindparam("b_state"), failure=bindparam("b_failure"), message=bindparam("b_message")),
+        updates,
+    )
+    if messages:
+        session.execute(models.Notification.__table__.insert(), messages)
+    return len(waiting)
+
+
+def _finished_message(message: dict[str, Any], score: int | None, failure: str, now: datetime) -> dict[str, Any]:
+    return {**message, "score": score, "failure": failure, "notify_time": iso(now)}
 
 
 def finish_ingest(session: Session, ingest: models.Ingest, score: int | None, failure: str) -> None:
-    message = dict(ingest.message)
-    message["score"] = score
-    message["failure"] = failure
-    message["notify_time"] = iso(utcnow())
+    message = _finished_message(ingest.message, score, failure, utcnow())
     ingest.message = message
     ingest.state = "dropped" if failure else "notified"
     ingest.failure = failure
     if ingest.queue and not _suppressed(ingest.threshold, score):
-        session.add(
-            models.Notification(user=ingest.user, queue=ingest.queue, message=message, created=utcnow())
-        )
+        session.add(models.Notification(user=ingest.user, queue=ingest.queue, message=message, created=utcnow()))
 
 
 def _suppressed(threshold: int | None, score: int | None) -> bool:

@@ -102,7 +102,7 @@ class Sandbox:
         return answer
 
     def _kill(self) -> None:
-        if self._process is not None:
+        if self._process is not None and self._process.pid is not None:
             self._process.kill()
             self._process.join(5)
         if self._conn is not None:

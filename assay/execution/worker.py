@@ -48,13 +48,9 @@ class Worker:
         """Claim up to ``limit`` submissions and analyse them; returns how many were claimed."""
         with session_scope(self.engine) as session:
             claimed = queue.claim(session, self.worker_id, limit, self.lease_seconds)
-        for submission in claimed:
-            try:
-                self.dispatcher.run(submission)
-            except Exception:
-                # The lease runs out and another attempt follows; attempts are bounded.
-                log.exception("analysis of %s failed; it will be retried", submission.sid)
-        if not claimed:
+        if claimed:
+            self.dispatcher.run(claimed)
+        else:
             claimed_batch = batches.claim(self.engine, self.worker_id, self.lease_seconds)
             if claimed_batch is not None:
                 batches.run(self.engine, self.store, claimed_batch, self.worker_id)

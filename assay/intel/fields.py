@@ -32,17 +32,22 @@ def as_list(value: Any) -> list[Any]:
 
 def parse_tags(value: Any, code: Code) -> list[str]:
     """Tags as a sorted, de-duplicated list of names."""
+    if value is None:
+        return []
     tags: set[str] = set()
     for tag in as_list(value):
         name = tag.get("name") if isinstance(tag, dict) else tag
-        if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_TAG:
+        name = name.strip() if isinstance(name, str) else ""
+        if not name or len(name) > MAX_TAG:
             raise ItemError(code, f"invalid tag {tag!r}")
-        tags.add(name.strip())
+        tags.add(name)
     return sorted(tags)
 
 
 def parse_attributes(value: Any, code: Code) -> list[Json]:
     """Attributes as `{type, value}` dicts, de-duplicated, in submission order."""
+    if value is None:
+        return []
     seen: set[tuple[str, str]] = set()
     out: list[Json] = []
     for attr in as_list(value):
@@ -62,6 +67,8 @@ def parse_attributes(value: Any, code: Code) -> list[Json]:
 
 def parse_labels(value: Any, code: Code) -> list[str]:
     """Security labels, restricted to the TLP 2.0 names (TLP:WHITE read as TLP:CLEAR)."""
+    if value is None:
+        return []
     labels: set[str] = set()
     for label in as_list(value):
         name = label.get("name") if isinstance(label, dict) else label

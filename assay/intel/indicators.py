@@ -25,6 +25,13 @@ _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _ASN = re.compile(r"^(?:AS|ASN)?\s*(\d{1,10})$", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # already in str(ip_address()) form
+_SIMPLE_URL = re.compile(  # scheme://host[/path][?query][#fragment]: what urlsplit/urlunsplit keep as is
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>[A-Za-z0-9._-]*[A-Za-z_-])"
+    r"(?P<rest>(?:/[^?#]*)?(?:\?[^#]+)?(?:#.+)?)"
+)
+_PLAIN_HOST = re.compile(r"(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)+(?!-)[a-z0-9_-]{1,63}(?<!-)")
 REG_TYPES = (
     "REG_NONE", "REG_SZ", "REG_EXPAND_SZ", "REG_BINARY", "REG_DWORD", "REG_DWORD_LITTLE_ENDIAN",
     "REG_DWORD_BIG_ENDIAN", "REG_LINK", "REG_MULTI_SZ", "REG_RESOURCE_LIST",
@@ -41,6 +48,7 @@ DATE_FIELDS = {
     "externalDateExpires": "externalDateExpires", "externalLastModified": "externalLastModified",
     "externalFirstSeen": "externalFirstSeen", "externalLastSeen": "externalLastSeen",
 }  # fmt: skip
+_DATE_KEYS = frozenset(DATE_FIELDS)
 
 
 @dataclass
@@ -123,6 +131,8 @@ def _text(value: Any, kind: str) -> str:
 
 def normalise_address(value: Any) -> str:
     text = _text(value, "Address").strip("[]")
+    if _CANONICAL_IPV4.fullmatch(text):
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError as exc:
@@ -141,6 +151,8 @@ def normalise_cidr(value: Any) -> str:
 
 def normalise_host(value: Any, kind: str = "Host") -> str:
     text = _text(value, kind).rstrip(".").lower()
+    if len(text) <= 253 and _PLAIN_HOST.fullmatch(text):
+        return text  # ASCII labels that pass the checks below: nothing to encode
     try:
         ascii_host = text if text.isascii() else text.encode("idna").decode("ascii")
     except UnicodeError as exc:
@@ -163,6 +175,9 @@ def normalise_url(value: Any) -> str:
     text = _text(value, "URL")
     if _CONTROL.search(text) or " " in text:
         raise ItemError(BAD, "URL: contains spaces or control characters")
+    simple = _SIMPLE_URL.fullmatch(text)
+    if simple is not None and _PLAIN_HOST.fullmatch(simple["host"].lower()):
+        return f"{simple['scheme'].lower()}://{simple['host'].lower()}{simple['rest']}"
     try:
         parts = urlsplit(text)
         host = parts.hostname
@@ -203,21 +218,22 @@ def normalise_plain(kind: str, limit: int) -> Callable[[Any], str]:
 
 def parse_hashes(value: Any, raw: Json) -> Hashes:
     """`md5 : sha1 : sha256` (any subset, any order) or separate md5/sha1/sha256 fields."""
-    parts = [p.strip() for p in value.split(":")] if isinstance(value, str) else []
-    parts += [raw[k] for k in ("md5", "sha1", "sha256") if isinstance(raw.get(k), str)]
-    hashes = Hashes()
+    parts = value.split(":") if isinstance(value, str) else []
+    if "md5" in raw or "sha1" in raw or "sha256" in raw:
+        parts += [raw[k] for k in ("md5", "sha1", "sha256") if isinstance(raw.get(k), str)]
+    found: dict[str, str] = {}
     for part in (p.strip() for p in parts):
         if not part:
             continue
         kind = HASH_KINDS.get(len(part))
         if kind is None or not _HEX.match(part):
             raise ItemError(BAD, f"File: not an md5, sha1 or sha256: {part!r}")
-        if getattr(hashes, kind) not in (None, part.lower()):
+        digest = part.lower()
+        if found.setdefault(kind, digest) != digest:
             raise ItemError(BAD, f"File: two different {kind} values in one indicator")
-        setattr(hashes, kind, part.lower())
-    if not hashes.values():
+    if not found:
         raise ItemError(BAD, "File: no hash given")
-    return hashes
+    return Hashes(found.get("md5"), found.get("sha1"), found.get("sha256"))
 
 
 def normalise_registry_key(value: Any, raw: Json) -> str:
@@ -274,6 +290,8 @@ def normalise_summary(kind: str, value: Any, raw: Json | None = None) -> tuple[s
 
 
 def parse_rating(value: Any) -> float | None:
+    if type(value) is int and 0 <= value <= 5:
+        return float(value)
     if value is None or value == "":
         return None
     try:
@@ -286,6 +304,8 @@ def parse_rating(value: Any) -> float | None:
 
 
 def parse_confidence(value: Any) -> int | None:
+    if type(value) is int and 0 <= value <= 100:
+        return value
     if value is None or value == "":
         return None
     try:
@@ -320,7 +340,10 @@ def _summary_field(raw: Json) -> Any:
 
 
 def _group_refs(raw: Json) -> list[str]:
-    refs = []
+    refs: list[str] = []
+    single = raw.get("associatedGroup")
+    if type(single) is list and "associatedGroups" not in raw and all(type(r) is str for r in single):
+        return list(single)  # the common TcEx shape: a list of xids
     for ref in f.as_list(raw.get("associatedGroup")) + f.as_list(raw.get("associatedGroups")):
         value = ref.get("groupXid") or ref.get("xid") or ref.get("id") if isinstance(ref, dict) else ref
         if value is None or isinstance(value, dict | list):
@@ -335,14 +358,31 @@ def parse_indicator(raw: Any) -> IndicatorItem:
         raise ItemError(BAD, "indicator is not an object")
     kind = indicator_type(raw.get("type"))
     summary, hashes = normalise_summary(kind, _summary_field(raw), raw)
-    item = IndicatorItem(type=kind, summary=summary, hashes=hashes, raw=raw)
-    item.rating = parse_rating(raw.get("rating"))
-    item.confidence = parse_confidence(raw.get("confidence"))
     xid = raw.get("xid")
-    item.xid = str(xid) if xid not in (None, "") else None
-    item.attributes = f.parse_attributes(raw.get("attribute", raw.get("attributes")), BAD)
-    item.tags = f.parse_tags(raw.get("tag", raw.get("tags")), BAD)
-    item.labels = f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD)
+    item = IndicatorItem(
+        kind,
+        summary,
+        hashes,
+        parse_rating(raw.get("rating")),
+        parse_confidence(raw.get("confidence")),
+        str(xid) if xid not in (None, "") else None,
+        f.parse_attributes(raw.get("attribute", raw.get("attributes")), BAD),
+        f.parse_tags(raw.get("tag", raw.get("tags")), BAD),
+        f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD),
+        raw=raw,
+    )
+    if not _DATE_KEYS.isdisjoint(raw):
+        _parse_dates(item, raw)
+    if "associatedGroup" in raw or "associatedGroups" in raw:
+        item.group_refs = _group_refs(raw)
+    if raw.get("fileOccurrence") is not None:
+        item.occurrences = [parse_occurrence(o) for o in f.as_list(raw["fileOccurrence"])]
+        if item.occurrences and kind != "File":
+            raise ItemError(BAD, "fileOccurrence is only valid on File indicators")
+    return item
+
+
+def _parse_dates(item: IndicatorItem, raw: Json) -> None:
     for source, target in DATE_FIELDS.items():
         if raw.get(source) is None:
             continue
@@ -351,8 +391,3 @@ def parse_indicator(raw: Any) -> IndicatorItem:
             setattr(item, target, date)
         elif date is not None:
             item.external_dates[target] = date.isoformat()
-    item.group_refs = _group_refs(raw)
-    item.occurrences = [parse_occurrence(o) for o in f.as_list(raw.get("fileOccurrence"))]
-    if item.occurrences and kind != "File":
-        raise ItemError(BAD, "fileOccurrence is only valid on File indicators")
-    return item

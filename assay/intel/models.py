@@ -3,6 +3,14 @@
 Attributes, tags and security labels live as JSON lists on their item's row: a job then writes an
 indicator with one row, which is what lets the bulk path insert thousands of indicators per statement.
 Associations and file occurrences are rows of their own because they are queried from both ends.
+
+The two tables a job writes once per indicator, `intel_indicator` and `intel_group_indicator`, carry
+no foreign keys: PostgreSQL checks a foreign key with one look-up per inserted row, which cost about
+a third of the server's work on a large job. Their integrity is kept by the only code that writes
+them (`assay.intel.store`, driven by `assay.intel.runner`): an association is written only with ids
+the same job just stored or read, an indicator only under the owner the job just ensured, and
+deleting an indicator or a group deletes its association rows explicitly in the same transaction
+(owners are never deleted). Readers join associations to both ends, so no dangling row is shown.
 """
 
 from __future__ import annotations
@@ -19,12 +27,20 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, JsonType, UtcDateTime, utcnow
 
 Json = dict[str, Any]
+
+
+def _where_set(name: str, column: str, *, unique: bool = False) -> Index:
+    """An (owner_id, column) index over the rows where the column is set: most rows leave hashes
+    and xid empty, and a job then skips those index insertions (ON CONFLICT still sees it)."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, "owner_id", column, unique=unique, postgresql_where=where, sqlite_where=where)
 
 
 class Owner(Base):
@@ -66,14 +82,12 @@ class Indicator(Base):
     __tablename__ = "intel_indicator"
     __table_args__ = (
         UniqueConstraint("owner_id", "type", "summary", name="uq_intel_indicator_owner_type_summary"),
-        UniqueConstraint("owner_id", "md5", name="uq_intel_indicator_owner_md5"),
-        UniqueConstraint("owner_id", "sha1", name="uq_intel_indicator_owner_sha1"),
-        UniqueConstraint("owner_id", "sha256", name="uq_intel_indicator_owner_sha256"),
-        Index("ix_intel_indicator_owner_xid", "owner_id", "xid"),
+        *(_where_set(f"uq_intel_indicator_owner_{h}", h, unique=True) for h in ("md5", "sha1", "sha256")),
+        _where_set("ix_intel_indicator_owner_xid", "xid"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("intel_owner.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(Integer)  # no FK: see the module docstring
     type: Mapped[str] = mapped_column(String(32))
     summary: Mapped[str] = mapped_column(String(2048))
     md5: Mapped[str | None] = mapped_column(String(32))
@@ -98,8 +112,8 @@ class GroupIndicator(Base):
     __tablename__ = "intel_group_indicator"
     __table_args__ = (Index("ix_intel_group_indicator_indicator", "indicator_id"),)
 
-    group_id: Mapped[int] = mapped_column(ForeignKey("intel_group.id", ondelete="CASCADE"), primary_key=True)
-    indicator_id: Mapped[int] = mapped_column(ForeignKey("intel_indicator.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

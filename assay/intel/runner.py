@@ -11,7 +11,9 @@ only the culprit fails. A crash mid-job loses at most the open chunk, and every 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,16 @@ INDICATOR_UPDATE_COLUMNS = (
 )  # fmt: skip
 GROUP_UPDATE_COLUMNS = ("name", "fields", "attributes", "tags", "security_labels")
 ANALYZE_FIRST = 1000  # indicators inserted before the first statistics refresh; then doubling
+WRITERS = 2  # chunks in flight at once on large jobs (one per core of a small server)
+PARALLEL_MIN_CHUNK = 1000  # smaller chunks are written one after the other: threads would not pay
+
+
+@dataclass
+class ChunkLog:
+    """What writing one chunk did, kept until the main thread applies it (`Runner._replay`)."""
+
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    not_saved: int = 0
 
 
 @dataclass
@@ -112,7 +124,9 @@ class Runner:
         self.saved_groups: list[tuple[GroupItem, int]] = []
         self.saved_indicators: list[tuple[IndicatorItem, int]] = []
         self.grown = 0
+        self.looked_up = 0
         self.analyze_at = ANALYZE_FIRST
+        self.store_down = False
 
     # --- driver --------------------------------------------------------------------------------
 
@@ -218,19 +232,82 @@ class Runner:
         return False
 
     def _write(self, kind: str, items: list[Any], plan: Planner) -> None:
+        """Write chunk after chunk; large Create jobs keep two chunks in flight (see `_write_parallel`)."""
+        parts = list(store.chunks(items, self.settings.chunk_size))
+        if self._parallel(kind, parts):
+            self._write_parallel(kind, parts, plan)
+            return
         stop = False
-        for chunk in store.chunks(items, self.settings.chunk_size):
+        for chunk in parts:
             if stop:
                 self.result.counts[kind].not_saved += len(chunk)
                 continue
-            stop = self._write_chunk(kind, chunk, plan)
-            if kind == "indicator":
-                self._keep_statistics_fresh()
+            log = ChunkLog()
+            stop = self._write_chunk(kind, chunk, plan, log)
+            self._replay(kind, log)
+
+    def _parallel(self, kind: str, parts: list[Sequence[Any]]) -> bool:
+        """Only independent chunks go in parallel: Create, no haltOnError, big enough to pay off."""
+        return (
+            len(parts) > 1
+            and len(parts[0]) >= PARALLEL_MIN_CHUNK
+            and self.settings.action == "Create"
+            and not self.settings.halt_on_error
+            and kind != "group"
+        )
+
+    def _write_parallel(self, kind: str, parts: list[Sequence[Any]], plan: Planner) -> None:
+        """Two chunks in flight, each in its own transaction on its own connection.
+
+        While one server backend inserts a chunk, the other chunk's Python work (encoding, merging)
+        or its own server work proceeds: on two cores this nearly halves the write phase. The chunks
+        of a phase share no key (the job was de-duplicated first), so they cannot conflict. Results
+        are replayed in chunk order, so counts, errors and remembered ids come out exactly as in a
+        sequential run. A crash loses at most the chunks in flight, never a committed one.
+        """
+        with ThreadPoolExecutor(WRITERS, thread_name_prefix="intel-writer") as pool:
+            pending: deque[Future[ChunkLog]] = deque()
+            try:
+                for chunk in parts:
+                    if len(pending) >= WRITERS:
+                        self._replay(kind, pending.popleft().result())
+                    pending.append(pool.submit(self._write_logged, kind, chunk, plan))
+                while pending:
+                    self._replay(kind, pending.popleft().result())
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def _write_logged(self, kind: str, chunk: Sequence[Any], plan: Planner) -> ChunkLog:
+        log = ChunkLog()
+        if self.store_down:
+            log.not_saved += len(chunk)
+        else:
+            self._write_chunk(kind, chunk, plan, log)
+        return log
+
+    def _replay(self, kind: str, log: ChunkLog) -> None:
+        """Apply what a chunk write logged, in the order it happened (main thread only)."""
+        for event, payload in log.events:
+            if event == "record":
+                self._record(kind, payload)
+            elif event == "error":
+                self._error(kind, *payload)
+            else:
+                self._critical(kind, *payload)
+        self.result.counts[kind].not_saved += log.not_saved
+        if kind == "indicator":
+            self._keep_statistics_fresh()
 
     def _keep_statistics_fresh(self) -> None:
-        """Refresh planner statistics each time the job has doubled what it inserted."""
+        """Refresh planner statistics each time the job has doubled what it inserted.
+
+        Only jobs that look stored rows up need them: a job of new indicators inserts first and
+        looks nothing up, so it pays for no ANALYZE.
+        """
         self.grown = self.result.counts["indicator"].saved
-        if self.grown < self.analyze_at:
+        if self.grown < self.analyze_at or not self.looked_up:
             return
         self.analyze_at = self.grown * 2
         try:
@@ -239,23 +316,29 @@ class Runner:
         except SQLAlchemyError:
             pass  # statistics only speed up look-ups; the job stays correct without them
 
-    def _write_chunk(self, kind: str, chunk: Sequence[Any], plan: Planner) -> bool:
-        """Plan and apply one chunk in one transaction; returns True when the job must stop."""
+    def _write_chunk(self, kind: str, chunk: Sequence[Any], plan: Planner, log: ChunkLog) -> bool:
+        """Plan and apply one chunk in one transaction; returns True when the job must stop.
+
+        Runs on a writer thread when chunks go in parallel, so it only reads job state and logs what
+        happened; `_replay` applies the log.
+        """
         try:
             with self.engine.begin() as conn:
                 outcomes = plan(conn, chunk)
                 cut = self._halt_cut(outcomes)
                 self._apply(kind, conn, outcomes[:cut])
         except OperationalError as exc:
-            return self._critical(kind, chunk, exc)
+            self.store_down = True
+            log.events.append(("critical", (chunk, exc)))
+            return True
         except SQLAlchemyError as exc:
             if len(chunk) == 1:
                 reason = f"database rejected the item: {getattr(exc, 'orig', None) or exc}"
-                self._error(kind, ItemError(Code.INTERNAL, reason), _raw(chunk[0]))
-                return self.halted
-            return self._write_halves(kind, chunk, plan)
-        self._record(kind, outcomes[:cut])
-        self.result.counts[kind].not_saved += len(outcomes) - cut
+                log.events.append(("error", (ItemError(Code.INTERNAL, reason), _raw(chunk[0]))))
+                return self.settings.halt_on_error
+            return self._write_halves(kind, chunk, plan, log)
+        log.events.append(("record", outcomes[:cut]))
+        log.not_saved += len(outcomes) - cut
         return self.settings.halt_on_error and any(o.status == "failed" for o in outcomes[:cut])
 
     def _halt_cut(self, outcomes: list[Outcome]) -> int:
@@ -267,19 +350,18 @@ class Runner:
                 return index + 1
         return len(outcomes)
 
-    def _write_halves(self, kind: str, chunk: Sequence[Any], plan: Planner) -> bool:
+    def _write_halves(self, kind: str, chunk: Sequence[Any], plan: Planner, log: ChunkLog) -> bool:
         """Bisect a chunk the database refused, so only the culprits fail (log2(n) tries each)."""
         middle = len(chunk) // 2
-        if self._write_chunk(kind, chunk[:middle], plan):
-            self.result.counts[kind].not_saved += len(chunk) - middle
+        if self._write_chunk(kind, chunk[:middle], plan, log):
+            log.not_saved += len(chunk) - middle
             return True
-        return self._write_chunk(kind, chunk[middle:], plan)
+        return self._write_chunk(kind, chunk[middle:], plan, log)
 
-    def _critical(self, kind: str, chunk: Sequence[Any], exc: Exception) -> bool:
+    def _critical(self, kind: str, chunk: Sequence[Any], exc: Exception) -> None:
         for item in chunk:
             self.result.fail(kind, Code.INTERNAL, f"store unavailable: {exc}", _raw(item), critical=True)
         self.halted = True
-        return True
 
     def _apply(self, kind: str, conn: Connection, outcomes: list[Outcome]) -> None:
         if self.settings.action == "Delete" and kind in ("group", "indicator"):
@@ -445,6 +527,7 @@ class Runner:
     def _stored_matches(
         self, conn: Connection, chunk: Sequence[IndicatorItem]
     ) -> Callable[[IndicatorItem], list[Json]]:
+        self.looked_up += len(chunk)  # a heuristic counter: a lost update under threads is harmless
         others = [i.key for i in chunk if i.type != "File"]
         by_key = {(r["type"], r["summary"]): r for r in store.find_indicators(conn, self.owner_id, others)}
         digests = [h for i in chunk if i.hashes for h in i.hashes.values()]
@@ -464,6 +547,23 @@ class Runner:
         return matches
 
     def _plan_indicators(self, conn: Connection, chunk: Sequence[IndicatorItem]) -> list[Outcome]:
+        """Insert first, then look up only the items a stored row blocked.
+
+        A chunk's items share no key with each other, so an item that is not inserted collides with
+        a row stored before: it is then planned like any update. Under haltOnError the look-up comes
+        first instead, because nothing after the first failure may be written.
+        """
+        if self.settings.halt_on_error:
+            return self._plan_lookup_first(conn, chunk)
+        ids = store.insert_indicators(conn, [self._indicator_row(item) for item in chunk])
+        blocked = [item for item in chunk if item.key not in ids]
+        planned = iter(self._plan_lookup_first(conn, blocked) if blocked else ())
+        return [
+            next(planned) if (ident := ids.get(item.key)) is None else Outcome(item, item.raw, "saved", ident=ident)
+            for item in chunk
+        ]
+
+    def _plan_lookup_first(self, conn: Connection, chunk: Sequence[IndicatorItem]) -> list[Outcome]:
         matches = self._stored_matches(conn, chunk)
         outcomes: list[Outcome] = []
         claimed: dict[int, Outcome] = {}
@@ -494,7 +594,7 @@ class Runner:
             outcome.ident, outcome.status = outcome.row["id"], "existing"
         store.update_rows(conn, Indicator.__table__, changed)
         new = [o for o in outcomes if o.status == "insert"]
-        ids = store.insert_indicators(conn, [self._indicator_row(o.item) for o in new])
+        ids = store.insert_indicators(conn, [self._indicator_row(o.item) for o in new]) if new else {}
         for outcome in new:
             outcome.ident = ids.get(outcome.item.key)
             if outcome.ident is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     or_,
     select,
     tuple_,
@@ -92,34 +93,43 @@ def _pg_type(sa_type: TypeEngine[Any]) -> str:
         return "float8"
     if isinstance(sa_type, String | Text):
         return "text"
-    raise TypeError(f"no PostgreSQL array type for {sa_type!r}")
+    raise TypeError(f"no PostgreSQL type for {sa_type!r}")
 
 
-def pg_unnest_insert(
-    conn: Connection, table: Table, rows: list[Json], returning: Sequence[str]
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()  # as UtcDateTime binds
+    raise TypeError(f"cannot send {type(value).__name__} in a JSON row")
+
+
+def pg_json_insert(
+    conn: Connection,
+    table: Table,
+    rows: list[Json],
+    returning: Sequence[str],
+    constants: Json | None = None,
 ) -> list[tuple[Any, ...]]:
-    """`INSERT ... SELECT FROM unnest(array, ...) ON CONFLICT DO NOTHING RETURNING ...` on PostgreSQL.
+    """`INSERT ... SELECT FROM jsonb_array_elements(:rows) ON CONFLICT DO NOTHING RETURNING ...`.
 
-    One parameter per column instead of one per value: psycopg sends each column as one binary
-    array, and the server gets a short statement whatever the number of rows. Columns that are
-    NULL on every row are left out (binary arrays of nothing but NULL have no element type).
+    The whole chunk travels as one JSON document of positional rows, encoded by the C encoder in a
+    single call: far less Python work per row than binding arrays or COPY rows, and JSON columns
+    ride inside it as they are. The server casts each element back to the column's type. Columns
+    that are NULL on every row are left to their default; `constants` (timestamps) are bound once.
     """
-    columns = [c for c in rows[0] if any(row[c] is not None for row in rows)]  # all-NULL: default
-    types = [_pg_type(table.c[c].type) for c in columns]
-    arrays = []
-    for column, kind in zip(columns, types, strict=True):
-        values = [row[column] for row in rows]
-        if kind == "jsonb":
-            values = [None if v is None else json.dumps(v) for v in values]
-        arrays.append(values)
-    casts = ", ".join(f"%b::{'text' if k == 'jsonb' else k}[]" for k in types)
-    names = ", ".join(f"c{i}" for i in range(len(columns)))
-    picks = ", ".join(f"u.c{i}::jsonb" if k == "jsonb" else f"u.c{i}" for i, k in enumerate(types))
+    constants = constants or {}
+    columns = [c for c in rows[0] if c not in constants and any(row[c] is not None for row in rows)]
+    picks = []
+    for index, column in enumerate(columns):
+        kind = _pg_type(table.c[column].type)
+        picks.append(f"e->{index}" if kind == "jsonb" else f"(e->>{index})::{kind}")
+    picks += [f"%s::{_pg_type(table.c[c].type)}" for c in constants]
+    document = json.dumps([[row[c] for c in columns] for row in rows], separators=(",", ":"), default=_json_default)
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picks} FROM unnest({casts}) AS u({names}) "
+        f"INSERT INTO {table.name} ({', '.join([*columns, *constants])}) "
+        f"SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS e "
         f"ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
     )
-    return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(arrays))]
+    return conn.exec_driver_sql(sql, (*constants.values(), document)).fetchall()
 
 
 def sqlite_values_insert(
@@ -149,10 +159,17 @@ def sqlite_values_insert(
     return out
 
 
-def bulk_insert(conn: Connection, table: Table, rows: list[Json], returning: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Insert rows, skipping those that collide with a unique key; returns the inserted rows' columns."""
+def bulk_insert(
+    conn: Connection, table: Table, rows: list[Json], returning: Sequence[str], constants: Json | None = None
+) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping those that collide with a unique key; returns the inserted rows' columns.
+
+    `constants` are columns with one value for every row (timestamps).
+    """
     if is_postgres(conn):
-        return pg_unnest_insert(conn, table, rows, returning)
+        return pg_json_insert(conn, table, rows, returning, constants)
+    if constants:
+        rows = [{**row, **constants} for row in rows]
     if conn.dialect.name == "sqlite":
         return sqlite_values_insert(conn, table, rows, returning)
     stmt = dialect_insert(conn, table).on_conflict_do_nothing().returning(*(table.c[c] for c in returning))
@@ -185,6 +202,25 @@ def _rows(conn: Connection, columns: Sequence[str], table: Table, *where: Any) -
 # --- indicators -------------------------------------------------------------------------------
 
 
+def _find(conn: Connection, table: Table, column: str, values: Sequence[str], *where: Any) -> list[Json]:
+    """Rows whose `column` is among `values`, probing the column's unique index once per value.
+
+    On PostgreSQL the keys arrive as one array joined as a table: the planner then probes the
+    index per key (or hashes the keys) even when its statistics still believe the table is empty,
+    where `column = ANY(:array)` would compare every row of the owner's type with every key.
+    """
+    columns = [table.c[c] for c in INDICATOR_COLUMNS]
+    if not is_postgres(conn):
+        found: list[Json] = []
+        for part in chunks(values, IN_LIMIT):
+            found += _rows(conn, INDICATOR_COLUMNS, table, *where, table.c[column].in_(part))
+        return found
+    array = bindparam(None, list(values), type_=postgresql.ARRAY(String()))
+    keys = func.unnest(array).table_valued("key").render_derived(name="wanted")
+    stmt = select(*columns).select_from(keys.join(table, table.c[column] == keys.c.key)).where(*where)
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
 def find_indicators(conn: Connection, owner_id: int, keys: Sequence[tuple[str, str]]) -> list[Json]:
     """Stored non-File indicators whose (type, summary) is among `keys`.
 
@@ -196,9 +232,7 @@ def find_indicators(conn: Connection, owner_id: int, keys: Sequence[tuple[str, s
         by_type.setdefault(kind, set()).add(summary)
     found: list[Json] = []
     for kind, summaries in sorted(by_type.items()):
-        for part in chunks(sorted(summaries), IN_LIMIT):
-            where = (table.c.owner_id == owner_id, table.c.type == kind, key_in(conn, table.c.summary, part))
-            found += _rows(conn, INDICATOR_COLUMNS, table, *where)
+        found += _find(conn, table, "summary", sorted(summaries), table.c.owner_id == owner_id, table.c.type == kind)
     return found
 
 
@@ -206,13 +240,11 @@ def find_files(conn: Connection, owner_id: int, hashes: Iterable[str]) -> list[J
     """Stored File indicators sharing any of `hashes`: one query per hash column, each on its index."""
     table = Indicator.__table__
     found: dict[int, Json] = {}
-    for part in chunks(sorted(set(hashes)), IN_LIMIT):
-        for column in ("md5", "sha1", "sha256"):
-            wanted = [h for h in part if len(h) == HASH_LENGTHS[column]]
-            if not wanted:
-                continue
-            where = (table.c.owner_id == owner_id, key_in(conn, table.c[column], wanted))
-            for row in _rows(conn, INDICATOR_COLUMNS, table, *where):
+    unique = sorted(set(hashes))
+    for column in ("md5", "sha1", "sha256"):
+        wanted = [h for h in unique if len(h) == HASH_LENGTHS[column]]
+        if wanted:
+            for row in _find(conn, table, column, wanted, table.c.owner_id == owner_id):
                 found[row["id"]] = row
     return list(found.values())
 
@@ -231,10 +263,11 @@ def insert_indicators(conn: Connection, rows: list[Json]) -> dict[tuple[str, str
     """Insert new indicators; returns (type, summary) → id for the rows actually inserted."""
     if not rows:
         return {}
-    table = Indicator.__table__
     now = utcnow()
-    params = [{**row, "created_at": now, "updated_at": now} for row in rows]
-    return {(t, s): i for i, t, s in bulk_insert(conn, table, params, ("id", "type", "summary"))}
+    inserted = bulk_insert(
+        conn, Indicator.__table__, rows, ("id", "type", "summary"), {"created_at": now, "updated_at": now}
+    )
+    return {(t, s): i for i, t, s in inserted}
 
 
 def update_rows(conn: Connection, table: Table, rows: list[Json]) -> None:
@@ -332,9 +365,8 @@ def insert_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) 
     if not pairs:
         return set()
     table, left, right = PAIR_TABLES[kind]
-    now = utcnow()
-    params = [{left: a, right: b, "created_at": now} for a, b in pairs]
-    return {(a, b) for a, b in bulk_insert(conn, table, params, (left, right))}
+    params = [{left: a, right: b} for a, b in pairs]
+    return {(a, b) for a, b in bulk_insert(conn, table, params, (left, right), {"created_at": utcnow()})}
 
 
 def delete_pairs(conn: Connection, kind: str, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -367,10 +399,10 @@ def insert_occurrences(conn: Connection, rows: list[Json]) -> set[tuple[int, str
     """Insert occurrence rows; returns the (indicator_id, fingerprint) of those that were new."""
     if not rows:
         return set()
-    table = FileOccurrence.__table__
-    now = utcnow()
-    params = [{**r, "created_at": now} for r in rows]
-    return {(i, f) for i, f in bulk_insert(conn, table, params, ("indicator_id", "fingerprint"))}
+    inserted = bulk_insert(
+        conn, FileOccurrence.__table__, rows, ("indicator_id", "fingerprint"), {"created_at": utcnow()}
+    )
+    return {(i, f) for i, f in inserted}
 
 
 def delete_occurrences(conn: Connection, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:

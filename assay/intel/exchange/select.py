@@ -130,21 +130,26 @@ def owner_selection(owner: str, engine: Engine | None = None) -> Selection:
         return _complete(conn, sel)
 
 
-def _find_group(conn: Connection, owner_id: int, xid: str | None, group_id: int | None, kind: str | None) -> Json:
+def _find_group(
+    conn: Connection, owner_id: int | None, xids: Sequence[str], group_id: int | None, kind: str | None
+) -> Json:
     table = Group.__table__
-    stmt = select(table).where(table.c.owner_id == owner_id)
-    if group_id is not None:
-        stmt = stmt.where(table.c.id == group_id)
-    elif xid is not None:
-        stmt = stmt.where(table.c.xid == xid)
-    else:
-        raise SelectionError("a group is chosen by xid or by id")
+    stmt = select(table)
+    if owner_id is not None:
+        stmt = stmt.where(table.c.owner_id == owner_id)
+    stmt = stmt.where(table.c.id == group_id if group_id is not None else table.c.xid.in_(list(xids)))
     if kind is not None:
         stmt = stmt.where(table.c.type == kind)
     row = conn.execute(stmt.order_by(table.c.id)).first()
     if row is None:
-        raise SelectionError(f"no {kind or 'group'} with {'id ' + str(group_id) if group_id else 'xid ' + repr(xid)}")
+        which = f"id {group_id}" if group_id is not None else f"xid {' or '.join(map(repr, xids))}"
+        raise SelectionError(f"no {kind or 'group'} with {which}")
     return dict(row._mapping)
+
+
+def _owner_by_id(conn: Connection, owner_id: int) -> Json:
+    table = Owner.__table__
+    return dict(conn.execute(select(table).where(table.c.id == owner_id)).one()._mapping)
 
 
 def _group_selection(conn: Connection, owner: Json, root: Json, key: str, label: str) -> Selection:
@@ -158,33 +163,47 @@ def _group_selection(conn: Connection, owner: Json, root: Json, key: str, label:
     return _complete(conn, sel)
 
 
-def group_selection(
-    owner: str, *, xid: str | None = None, group_id: int | None = None, engine: Engine | None = None
-) -> Selection:
-    """A group (by xid or id) and its associations."""
+def group_selection(group: int | str, owner: str | None = None, engine: Engine | None = None) -> Selection:
+    """A group and its associations: by numeric id (any owner, or checked against `owner`), or by
+    xid (then `owner` is required)."""
     with _engine(engine).connect() as conn:
-        row = _owner(conn, owner)
-        root = _find_group(conn, row["id"], xid, group_id, None)
-        key = f"group|{row['name']}|{root['type']}|{root['xid'] or root['id']}"
-        return _group_selection(conn, row, root, key, f"{root['type']}: {root['name']}")
+        owner_row = _owner(conn, owner) if owner is not None else None
+        owner_id = owner_row["id"] if owner_row else None
+        if isinstance(group, int):
+            root = _find_group(conn, owner_id, (), group, None)
+        elif owner_id is None:
+            raise SelectionError("a group chosen by xid needs its owner")
+        else:
+            root = _find_group(conn, owner_id, (group,), None, None)
+        owner_row = owner_row or _owner_by_id(conn, root["owner_id"])
+        key = f"group|{owner_row['name']}|{root['type']}|{root['xid'] or root['id']}"
+        return _group_selection(conn, owner_row, root, key, f"{root['type']}: {root['name']}")
+
+
+def submission_xids(sid: str) -> tuple[str, str]:
+    """The xids a submission's Report may carry: the publisher's (`assay-submission-<sid>`), or the sid."""
+    from assay.intel.publish import report_xid
+
+    return (report_xid(sid), sid)
 
 
 def submission_selection(sid: str, owner: str | None = None, engine: Engine | None = None) -> Selection:
-    """A submission's intel: the Report group whose xid is the sid, and what it is associated with.
+    """A submission's intel: its Report group (see `submission_xids`) and what is associated with it.
 
     Without `owner`, the one owner holding such a Report is used; several is an error.
     """
+    xids = submission_xids(sid)
     with _engine(engine).connect() as conn:
         if owner is None:
             table, owners = Group.__table__, Owner.__table__
             stmt = select(owners.c.name).join(table, table.c.owner_id == owners.c.id)
-            names = sorted(set(conn.execute(stmt.where(table.c.type == "Report", table.c.xid == sid)).scalars()))
+            names = sorted(set(conn.execute(stmt.where(table.c.type == "Report", table.c.xid.in_(xids))).scalars()))
             if len(names) != 1:
                 found = ", ".join(names) or "none"
                 raise SelectionError(f"submission {sid!r}: need exactly one owner with its Report (found {found})")
             owner = names[0]
         row = _owner(conn, owner)
-        root = _find_group(conn, row["id"], sid, None, "Report")
+        root = _find_group(conn, row["id"], xids, None, "Report")
         key = f"submission|{row['name']}|{sid}"
         return _group_selection(conn, row, root, key, f"Submission {sid}: {root['name']}")
 

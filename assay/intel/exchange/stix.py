@@ -33,11 +33,15 @@ Mapping choices:
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import stix2
+from stix2.exceptions import InvalidValueError
+from stix2.v21 import URL as UrlSco
 from stix2.v21 import (
     AttackPattern,
     AutonomousSystem,
@@ -68,8 +72,8 @@ from stix2.v21 import (
     Vulnerability,
     WindowsRegistryKey,
 )
-from stix2.v21 import URL as UrlSco
 from stix2.v21.base import _STIXBase21
+from stix2patterns.validator import run_validator
 
 from assay.intel.exchange.select import Selection
 
@@ -108,6 +112,38 @@ INDICATES_TARGETS = ("attack-pattern", "campaign", "infrastructure", "intrusion-
 # STIX's registry value type names, where they differ from the store's (QWORD_LITTLE_ENDIAN has none)
 REG_TO_STIX = {"REG_FULL_RESOURCE_DESCRIPTOR": "REG_FULL_RESOURCE_DESCRIPTION", "REG_QWORD_LITTLE_ENDIAN": "REG_QWORD"}
 UA_PATH = "network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'"
+
+
+_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'")
+_NUMBER = re.compile(r"= \d+")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    """A literal's stand-in: zeros of the same length for hex (the validator checks hash formats)."""
+    inner = match.group(0)[1:-1]
+    return f"'{'0' * len(inner)}'" if _HEX.fullmatch(inner) else "'x'"
+
+
+@cache
+def _shape_errors(shape: str) -> tuple[str, ...]:
+    return tuple(str(e) for e in run_validator(shape, "2.1"))
+
+
+class BuiltIndicator(Indicator):
+    """An Indicator whose STIX pattern `observable` wrote from a fixed template.
+
+    stix2 runs the ANTLR pattern validator on every Indicator, which costs more than everything
+    else of an export. Patterns written here differ only in their quoted literals, so the pattern's
+    shape (literals replaced by a placeholder) is validated instead, once per shape.
+    """
+
+    def _check_object_constraints(self) -> None:
+        super(Indicator, self)._check_object_constraints()
+        shape = _NUMBER.sub("= 0", _LITERAL.sub(_placeholder, self.get("pattern", "")))
+        errors = _shape_errors(shape)
+        if errors:
+            raise InvalidValueError(self.__class__, "pattern", errors[0])
 
 
 def stable_id(kind: str, *parts: Any) -> str:
@@ -166,7 +202,6 @@ def observable(row: Json) -> tuple[str, list[_STIXBase21]]:
     raise ValueError(f"no STIX pattern for indicator type {kind!r}")
 
 
-
 def _modified(row: Json) -> datetime:
     updated = row.get("updated_at") or row["created_at"]
     return max(updated, row["created_at"])
@@ -188,9 +223,12 @@ class StixBuilder:
         self.owner = sel.owner["name"]
         self.objects: dict[str, _STIXBase21] = {}
         self.identity = self._identity()
-        self.indicator_ids = {row["id"]: stable_id("indicator", self.owner, row["type"], row["summary"]) for row in sel.indicators}
+        self.indicator_ids = {
+            row["id"]: stable_id("indicator", self.owner, row["type"], row["summary"]) for row in sel.indicators
+        }
         self.group_ids = self._group_ids()
         self.indicator_rows = {row["id"]: row for row in sel.indicators}
+        self.members = self._index_members()
 
     def _add(self, obj: _STIXBase21) -> str:
         self.objects.setdefault(obj.id, obj)
@@ -201,7 +239,11 @@ class StixBuilder:
         klass = "organization" if owner.get("kind", "Organization") == "Organization" else "group"
         created = owner["created_at"]
         ident = Identity(
-            id=stable_id("identity", self.owner), name=self.owner, identity_class=klass, created=created, modified=created
+            id=stable_id("identity", self.owner),
+            name=self.owner,
+            identity_class=klass,
+            created=created,
+            modified=created,
         )
         return self._add(ident)
 
@@ -253,7 +295,7 @@ class StixBuilder:
             kwargs["confidence"] = row["confidence"]
         if row.get("rating") is not None:
             kwargs["custom_properties"]["x_assay_rating"] = row["rating"]
-        indicator = Indicator(
+        indicator = BuiltIndicator(
             id=self.indicator_ids[row["id"]],
             name=row["summary"],
             pattern=pattern,
@@ -266,11 +308,16 @@ class StixBuilder:
             self._add(sco)
 
     def _members(self, group_id: int) -> list[str]:
-        refs = {self.indicator_ids[i] for g, i in self.sel.group_indicator if g == group_id}
+        return sorted(self.members.get(group_id, ())) or [self.identity]
+
+    def _index_members(self) -> dict[int, set[str]]:
+        members: dict[int, set[str]] = {}
+        for g, i in self.sel.group_indicator:
+            members.setdefault(g, set()).add(self.indicator_ids[i])
         for a, b in self.sel.group_group:
-            if group_id in (a, b):
-                refs.add(self.group_ids[b if a == group_id else a])
-        return sorted(refs) or [self.identity]
+            members.setdefault(a, set()).add(self.group_ids[b])
+            members.setdefault(b, set()).add(self.group_ids[a])
+        return members
 
     def _group(self, row: Json) -> None:
         kwargs = self._common(row)

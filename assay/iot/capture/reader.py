@@ -10,8 +10,9 @@ from __future__ import annotations
 import mmap
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -23,9 +24,24 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 _BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_EPB, _BLOCK_SHB = 1, 2, 3, 6, 0x0A0D0D0A
 _OPT_COMMENT, _OPT_TSRESOL, _OPT_TSOFFSET = 1, 9, 14
 MAX_COMMENTS = 100
+MAX_RECORD = 0x4000000  # a pcap record claiming more than 64 MiB is taken as corruption
 
 # (timestamp seconds, link type, frame bytes, original length)
 Record = tuple[float, int, bytes, int]
+
+
+_PCAPNG_HEAD = {order: struct.Struct(order + "II").unpack_from for order in "<>"}
+_PCAPNG_EPB = {order: struct.Struct(order + "IIIII").unpack_from for order in "<>"}
+
+
+class PcapLayout(NamedTuple):
+    """What a pcap global header says, plus where the walk must stop."""
+
+    order: str  # struct byte order of the record headers
+    scale: float  # seconds per unit of the fractional timestamp
+    linktype: int
+    size: int  # file size
+    end: int  # no record header is read at or past this offset (``max_bytes``)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -57,20 +73,51 @@ class CaptureReader:
         self.bytes_read = 0
         self.byte_limit_hit = False
 
-    def __iter__(self) -> Iterator[Record]:
+    @contextmanager
+    def mapped(self) -> Iterator[mmap.mmap | None]:
+        """The whole file mapped read-only, or ``None`` (with an error noted) if it is no capture.
+
+        Only opening and mapping are guarded: an exception raised by the caller's own work
+        while the map is open is the caller's to handle.
+        """
+        buf = self._map()
+        try:
+            yield buf
+        finally:
+            if buf is not None:
+                buf.close()
+
+    def _map(self) -> mmap.mmap | None:
         try:
             with self.path.open("rb") as handle:
                 if self.path.stat().st_size == 0:
                     self.errors.append("empty file")
-                    return
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                    self.format = sniff_format(buf[:4])
-                    if self.format == "pcap":
-                        yield from self._pcap(buf)
-                    elif self.format == "pcapng":
-                        yield from self._pcapng(buf)
-                    else:
-                        self.errors.append("not a pcap or pcapng file")
+                    return None
+                buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            self.errors.append(f"cannot read capture: {exc}")
+            return None
+        self.format = sniff_format(buf[:4])
+        if self.format is None:
+            self.errors.append("not a pcap or pcapng file")
+            buf.close()
+            return None
+        return buf
+
+    def __iter__(self) -> Iterator[Record]:
+        with self.mapped() as buf:
+            if buf is not None:
+                yield from self.records(buf)
+
+    def records(self, buf: mmap.mmap, layout: PcapLayout | None = None) -> Iterator[Record]:
+        """Every record of a mapped capture; a pcap header already read may be passed as ``layout``."""
+        try:
+            if self.format == "pcapng":
+                yield from self._pcapng(buf)
+                return
+            layout = layout or self.pcap_layout(buf)
+            if layout is not None:
+                yield from self._pcap(buf, layout)
         except (OSError, ValueError) as exc:
             self.errors.append(f"cannot read capture: {exc}")
 
@@ -79,33 +126,44 @@ class CaptureReader:
             return self.max_bytes
         return end
 
-    def _pcap(self, buf: mmap.mmap) -> Iterator[Record]:
+    def pcap_layout(self, buf: mmap.mmap) -> PcapLayout | None:
+        """The global header of a pcap file, or ``None`` (noted) when it is cut short."""
         if len(buf) < 24:
             self.errors.append("truncated pcap header")
-            return
+            return None
         order, scale = PCAP_MAGICS[buf[:4]]
         snaplen, network = struct.unpack_from(order + "II", buf, 16)
         linktype = network & 0x03FFFFFF
         self.interfaces.append({"linktype": linktype, "snaplen": snaplen, "resolution": scale})
-        header = struct.Struct(order + "IIII").unpack_from
-        size = len(buf)
-        end = self._limit(size)
+        return PcapLayout(order, scale, linktype, len(buf), self._limit(len(buf)))
+
+    def pcap_corrupt(self, off: int) -> None:
+        """The record header at ``off`` claims more bytes than the file (or sanity) allows."""
+        self.errors.append(f"truncated or corrupt record at offset {off}")
+        self.bytes_read = off
+
+    def pcap_done(self, layout: PcapLayout, off: int) -> None:
+        """The walk ran out of records at ``off``: note how far it got and why it stopped."""
+        self.bytes_read = off
+        if off < layout.size:
+            if layout.end < layout.size:
+                self.byte_limit_hit = True
+            else:
+                self.errors.append(f"{layout.size - off} trailing bytes after the last record")
+
+    def _pcap(self, buf: mmap.mmap, layout: PcapLayout) -> Iterator[Record]:
+        header = struct.Struct(layout.order + "IIII").unpack_from
+        scale, linktype, size, end = layout.scale, layout.linktype, layout.size, layout.end
         off = 24
         while off + 16 <= end:
             sec, frac, incl, orig = header(buf, off)
             start = off + 16
             off = start + incl
-            if off > size or incl > 0x4000000:
-                self.errors.append(f"truncated or corrupt record at offset {start - 16}")
-                self.bytes_read = start - 16
+            if off > size or incl > MAX_RECORD:
+                self.pcap_corrupt(start - 16)
                 return
             yield sec + frac * scale, linktype, buf[start:off], orig
-        self.bytes_read = off
-        if off < size:
-            if end < size:
-                self.byte_limit_hit = True
-            else:
-                self.errors.append(f"{size - off} trailing bytes after the last record")
+        self.pcap_done(layout, off)
 
     def _pcapng(self, buf: mmap.mmap) -> Iterator[Record]:
         size = len(buf)
@@ -114,8 +172,8 @@ class CaptureReader:
         order = "<"
         ifaces: list[tuple[int, float, float]] = []
         while off + 12 <= end:
-            raw_type = buf[off : off + 4]
-            if raw_type == PCAPNG_SHB:
+            btype = _PCAPNG_HEAD[order](buf, off)[0]
+            if btype == _BLOCK_SHB:  # its type reads the same in either byte order
                 magic = buf[off + 8 : off + 12]
                 if magic == b"\x4d\x3c\x2b\x1a":
                     order = "<"
@@ -125,12 +183,13 @@ class CaptureReader:
                     self.errors.append(f"bad byte-order magic at offset {off}")
                     return
                 ifaces = []
-            btype, blen = struct.unpack_from(order + "II", buf, off)
+            blen = _PCAPNG_HEAD[order](buf, off)[1]
             if blen < 12 or blen % 4 or off + blen > size:
                 self.errors.append(f"truncated or corrupt block at offset {off}")
                 break
-            body = buf[off + 8 : off + blen - 4]
-            record = self._block(btype, body, order, ifaces)
+            record = self._plain_epb(buf, off, blen, order, ifaces)
+            if record is None:
+                record = self._block(btype, buf[off + 8 : off + blen - 4], order, ifaces)
             if record is not None:
                 yield record
             off += blen
@@ -139,6 +198,22 @@ class CaptureReader:
             self.byte_limit_hit = True
         elif 0 < size - off < 12:
             self.errors.append(f"{size - off} trailing bytes after the last block")
+
+    @staticmethod
+    def _plain_epb(buf: mmap.mmap, off: int, blen: int, order: str,
+                   ifaces: list[tuple[int, float, float]]) -> Record | None:
+        """The record of an enhanced packet block with no options and nothing odd, read in place.
+
+        Anything else (``None``) goes through :meth:`_block`, which copes with every case.
+        """
+        if blen < 32 or _PCAPNG_HEAD[order](buf, off)[0] != _BLOCK_EPB:
+            return None
+        iface, hi, lo, caplen, orig = _PCAPNG_EPB[order](buf, off + 8)
+        # body = blen - 12 bytes: 20 of fields, the padded frame, then options only if 4 more fit
+        if iface >= len(ifaces) or 20 + caplen > blen - 12 or 20 + ((caplen + 3) & ~3) + 4 <= blen - 12:
+            return None
+        linktype, scale, offset = ifaces[iface]
+        return offset + ((hi << 32) | lo) * scale, linktype, buf[off + 28 : off + 28 + caplen], orig
 
     def _block(
         self, btype: int, body: bytes, order: str, ifaces: list[tuple[int, float, float]]

@@ -45,19 +45,20 @@ class Direction:
         times: list[float] = []
         if not self.segments:
             return b"", offsets, times
-        first = self.segments[0][0]
-        # the earliest sequence number, allowing for wrap-around and segments seen out of order
-        half = 1 << 31
-        base = first + min(((seq - first + half) & 0xFFFFFFFF) - half for seq, _, _ in self.segments)
-        ordered = sorted((((seq - base) & 0xFFFFFFFF), ts, data) for seq, ts, data in self.segments)
-        for rel, ts, data in ordered:
-            end = len(out)
+        # Sequence numbers relative to the earliest one, allowing for wrap-around and segments
+        # seen out of order: shifted by half the space, the earliest is the smallest.
+        seqs, stamps, payloads = zip(*self.segments, strict=True)
+        first = seqs[0] - (1 << 31)
+        shifted = [(seq - first) & 0xFFFFFFFF for seq in seqs]
+        base = min(shifted)
+        for rel, ts, data in sorted(zip(shifted, stamps, payloads, strict=True)):
+            end = len(out) + base
             if rel > end:
                 self.gap = True
                 break
             fresh = data[end - rel :]
             if fresh:
-                offsets.append(end)
+                offsets.append(end - base)
                 times.append(ts)
                 out += fresh
         return bytes(out), offsets, times

@@ -1,0 +1,213 @@
+"""Recording analyses: everything a batch of runs found, written in a handful of statements.
+
+Writing a batch costs about ten set-based statements whatever its size, instead of a dozen per
+submission; the transaction is the caller's, so results, file tree, errors and notification
+messages of a submission become visible together. A run may be recorded twice after a crash
+(another worker took the lease over): rows of an earlier attempt are replaced, results are
+shared by key, and a submission whose lease was lost is left to its new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from assay import notify
+from assay.analysis import Analysis
+from assay.db import models
+from assay.db.base import utcnow
+from assay.db.upsert import dialect_insert, insert_ignore
+
+log = logging.getLogger(__name__)
+
+IDENTITY_FIELDS = ("type", "mime", "magic", "ssdeep", "tlsh", "entropy")
+Done = list[tuple[models.Submission, Analysis]]
+
+
+def record(session: Session, worker_id: str, done: Done) -> list[str]:
+    """Store finished analyses of submissions ``worker_id`` still owns; returns the sids stored."""
+    owned = _still_owned(session, worker_id, [s.sid for s, _ in done])
+    kept = [(s, a) for s, a in done if s.sid in owned]
+    for submission, _ in done:
+        if submission.sid not in owned:
+            log.warning("lost the lease on %s; another worker stores it", submission.sid)
+    if not kept:
+        return []
+    now = utcnow()
+    sids = [s.sid for s, _ in kept]
+    _complete(session, kept, now)
+    _files(session, kept, now)
+    _results(session, kept)
+    _tree(session, kept)
+    _errors(session, kept, now)
+    notify.complete_many(session, {s.sid: (a.max_score, "") for s, a in kept})
+    return sids
+
+
+def _still_owned(session: Session, worker_id: str, sids: list[str]) -> set[str]:
+    query = select(models.Submission.sid).where(
+        models.Submission.sid.in_(sids),
+        models.Submission.lease_owner == worker_id,
+        models.Submission.state == "submitted",
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return set(session.scalars(query))
+
+
+def _complete(session: Session, kept: Done, now: datetime) -> None:
+    table = models.Submission.__table__
+    statement = (
+        update(table)
+        .where(table.c.sid == bindparam("b_sid"))
+        .values(
+            state="completed",
+            max_score=bindparam("b_max_score"),
+            file_count=bindparam("b_file_count"),
+            error_count=bindparam("b_error_count"),
+            completed=now,
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "b_sid": s.sid,
+                "b_max_score": a.max_score,
+                "b_file_count": len({n.sha256 for n in a.nodes}),
+                "b_error_count": len(a.errors),
+            }
+            for s, a in kept
+        ],
+    )
+
+
+def _files(session: Session, kept: Done, now: datetime) -> None:
+    merged: dict[str, dict[str, Any]] = {}
+    seen: Counter[str] = Counter()
+    for _, analysis in kept:
+        for sha, info in analysis.files.items():
+            merged.setdefault(sha, {}).update({k: v for k, v in info.items() if v is not None})
+            seen[sha] += 1
+    rows = [
+        {
+            "sha256": sha,
+            "md5": info.get("md5", ""),
+            "sha1": info.get("sha1", ""),
+            "size": info.get("size", 0),
+            "seen_count": seen[sha],
+            "seen_first": now,
+            "seen_last": now,
+            **{name: info.get(name) for name in IDENTITY_FIELDS},
+        }
+        for sha, info in merged.items()
+    ]
+    table = models.File.__table__
+    insert = dialect_insert(session, table)
+    keep_known = {name: func.coalesce(insert.excluded[name], table.c[name]) for name in IDENTITY_FIELDS}
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.sha256],
+        set_={
+            "seen_count": table.c.seen_count + insert.excluded.seen_count,
+            "seen_last": insert.excluded.seen_last,
+            "md5": func.coalesce(func.nullif(insert.excluded.md5, ""), table.c.md5),
+            "sha1": func.coalesce(func.nullif(insert.excluded.sha1, ""), table.c.sha1),
+            **keep_known,
+        },
+    )
+    session.execute(statement, rows)
+
+
+def _results(session: Session, kept: Done) -> None:
+    new = {r.key: r for _, a in kept for r in a.results if r.new}
+    created = utcnow()
+    inserted = insert_ignore(
+        session,
+        models.Result.__table__,
+        [
+            {
+                "key": r.key,
+                "sha256": r.sha256,
+                "service": r.service.name,
+                "service_version": r.service.version,
+                "score": r.score,
+                "body": r.body,
+                "created": created,
+            }
+            for r in new.values()
+        ],
+        returning="key",
+    )
+    tags = [
+        {"result_key": key, "sha256": new[key].sha256, "type": tag_type, "value": value}
+        for key in inserted
+        for tag_type, value in new[key].tags
+    ]
+    if tags:
+        session.execute(models.TagRecord.__table__.insert(), tags)
+    links = {(s.sid, r.key) for s, a in kept for r in a.results}
+    table = models.SubmissionResult.__table__
+    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
+    if links:
+        session.execute(table.insert(), [{"sid": sid, "result_key": key} for sid, key in sorted(links)])
+
+
+def _tree(session: Session, kept: Done) -> None:
+    table = models.SubmissionFile.__table__
+    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
+    rows = []
+    for submission, analysis in kept:
+        scores = {n.sha256: n.score for n in analysis.nodes}
+        rows.extend(
+            {
+                "sid": submission.sid,
+                "sha256": n.sha256,
+                "parent": n.parent,
+                "name": n.name,
+                "depth": n.depth,
+                "score": scores.get(n.sha256, 0),
+                "truncated": n.truncated,
+            }
+            for n in analysis.nodes
+        )
+    if rows:
+        session.execute(table.insert(), rows)
+
+
+def _errors(session: Session, kept: Done, now: datetime) -> None:
+    table = models.ServiceError.__table__
+    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
+    rows: dict[str, dict[str, Any]] = {}
+    crashes: Counter[tuple[str, str]] = Counter()
+    for submission, analysis in kept:
+        for error in analysis.errors:
+            key = f"{submission.sid}.{error.sha256}.{error.service}.{error.kind}"
+            rows[key] = {
+                "key": key,
+                "sid": submission.sid,
+                "sha256": error.sha256,
+                "service": error.service,
+                "error_type": error.kind,
+                "message": error.message,
+                "created": now,
+            }
+        crashes.update(analysis.crashes)
+    if rows:
+        session.execute(table.insert(), list(rows.values()))
+    if crashes:
+        crash_table = models.ServiceCrash.__table__
+        insert = dialect_insert(session, crash_table)
+        statement = insert.on_conflict_do_update(
+            index_elements=[crash_table.c.sha256, crash_table.c.service],
+            set_={"count": crash_table.c.count + insert.excluded["count"]},
+        )
+        session.execute(
+            statement, [{"sha256": sha, "service": service, "count": n} for (sha, service), n in crashes.items()]
+        )
