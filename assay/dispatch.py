@@ -6,9 +6,11 @@ It runs the same way under the embedded workers and under Celery.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -78,6 +80,7 @@ class Dispatcher:
         self.attempts = settings.get_int("limits", "service_attempts", 3)
         self.disabled = {s.lower() for s in settings.get_list("services", "disabled")}
         self._prefetched: dict[str, dict[str, StoredResult]] = {}
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"assay-{worker_id}-"))
 
     # -- claimed submissions --------------------------------------------------------------
     def run(self, submissions: list[models.Submission]) -> None:
@@ -124,7 +127,6 @@ class Dispatcher:
         pending = deque([FileNode(submission.sha256, submission.name, None, 0, 0)])
         analysed: set[str] = set()
         extracted_budget = params.max_extracted
-        workdir = Path(tempfile.mkdtemp(prefix="assay-"))
         try:
             while pending:
                 node = pending.popleft()
@@ -134,7 +136,7 @@ class Dispatcher:
                 analysed.add(node.sha256)
                 if node.depth:
                     crashes.update(self._crash_counts([node.sha256]))
-                children = self._analyse_file(node, params, services, crashes, analysis, workdir)
+                children = self._analyse_file(node, params, services, crashes, analysis)
                 for child_name, child_sha, child_size in children:
                     if node.depth + 1 > self.provisions.max_depth or extracted_budget <= 0:
                         node.truncated = True
@@ -142,7 +144,7 @@ class Dispatcher:
                     extracted_budget -= 1
                     pending.append(FileNode(child_sha, child_name, node.sha256, node.depth + 1, child_size))
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._clear_scratch()
         return analysis
 
     def _analyse_file(
@@ -152,12 +154,10 @@ class Dispatcher:
         services: list[Service],
         crashes: dict[tuple[str, str], int],
         analysis: Analysis,
-        workdir: Path,
     ) -> list[tuple[str, str, int]]:
         path = self.store.path(node.sha256)
         node.size = path.stat().st_size
         info: dict[str, Any] = analysis.files.setdefault(node.sha256, {"size": node.size, "sha256": node.sha256})
-        file_dir = Path(tempfile.mkdtemp(dir=workdir))
         children: list[tuple[str, str, int]] = []
         cached = {} if params.ignore_cache else self._cached_results(node.sha256)
         dropped = False
@@ -189,7 +189,7 @@ class Dispatcher:
                     params=options | provided,
                     depth=node.depth,
                     deep_scan=params.deep_scan,
-                    workdir=file_dir,
+                    workdir=self.scratch,
                 )
                 outcome = self.sandbox.execute(service.name, request, min(self.timeout, service.timeout))
                 if isinstance(outcome, ServiceFailure):
@@ -204,8 +204,18 @@ class Dispatcher:
             node.score += stored.score
             children.extend((name, sha, size) for name, sha, size in stored.body.get("children", []))
             dropped = dropped or bool(stored.body.get("drop_file"))
-        shutil.rmtree(file_dir, ignore_errors=True)
+        self._clear_scratch()
         return children
+
+    def _clear_scratch(self) -> None:
+        """Empty the scratch directory services extract into (most files leave nothing there)."""
+        with os.scandir(self.scratch) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     def _store_result(
         self, key: str, node: FileNode, service: Service, outcome: Result, analysis: Analysis

@@ -57,7 +57,9 @@ class Intake:
         self._backlog_lock = threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------------
-    def ingest(self, session: Session, order: IngestOrder) -> str:
+    def ingest(self, session: Session, order: IngestOrder, flights: dict[str, str] | None = None) -> str:
+        """Write one ingest; ``flights`` (scan key -> sid) joins identical ingests written in the
+        same transaction that queries cannot see yet."""
         params = self._ingest_params(order)
         metadata = self._metadata(order.metadata)
         ingest_id = new_id()
@@ -85,7 +87,7 @@ class Intake:
         if backlog >= self.max_backlog:
             raise Overloaded(f"{backlog} submissions are waiting; try again later")
         skipped = self._should_skip(params, backlog)
-        sid, score = (None, None) if skipped else self._attach(session, params, key, order, metadata)
+        sid, score = (None, None) if skipped else self._attach(session, params, key, order, metadata, flights)
         message["submission"]["sid"] = sid
         ingest = models.Ingest(
             ingest_id=ingest_id,
@@ -105,16 +107,21 @@ class Intake:
 
     def _should_skip(self, params: Params, backlog: int) -> bool:
         """Under heavy load, low-priority work that may be dropped is dropped (with a message)."""
-        return (
-            not params.never_drop
-            and priority_bucket(params.priority) == "low"
-            and backlog > self.max_backlog // 2
-        )
+        return not params.never_drop and priority_bucket(params.priority) == "low" and backlog > self.max_backlog // 2
 
     def _attach(
-        self, session: Session, params: Params, key: str, order: IngestOrder, metadata: dict[str, str]
+        self,
+        session: Session,
+        params: Params,
+        key: str,
+        order: IngestOrder,
+        metadata: dict[str, str],
+        flights: dict[str, str] | None,
     ) -> tuple[str, int | None]:
         """The sid that answers this ingest, and its score when it is already known."""
+        flights = {} if flights is None else flights
+        if key in flights:
+            return flights[key], None
         if not params.ignore_cache:
             cached = self._cached(session, key)
             if cached is not None:
@@ -126,9 +133,8 @@ class Intake:
         ).first()
         if flight is not None:
             return flight, None
-        submission = self._new_submission(
-            session, order.user, order.stored, order.name, metadata, params, key
-        )
+        submission = self._new_submission(session, order.user, order.stored, order.name, metadata, params, key)
+        flights[key] = submission.sid
         return submission.sid, None
 
     def _cached(self, session: Session, key: str) -> models.Submission | None:
@@ -139,8 +145,7 @@ class Intake:
             .where(
                 or_(
                     models.Submission.completed >= now - self.error_ttl,
-                    (models.Submission.completed >= now - self.cache_ttl)
-                    & (models.Submission.error_count == 0),
+                    (models.Submission.completed >= now - self.cache_ttl) & (models.Submission.error_count == 0),
                 )
             )
             .order_by(models.Submission.completed.desc())
@@ -150,9 +155,7 @@ class Intake:
     def _ingest_params(self, order: IngestOrder) -> Params:
         params = parse_params(order.params)
         params.priority = min(params.priority, self.priority_cap)
-        params.max_extracted = min(
-            params.max_extracted, self.settings.get_int("limits", "max_extracted_ingest", 100)
-        )
+        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_ingest", 100))
         params.max_supplementary = min(params.max_supplementary, 100)
         params.submitter = order.user
         params.type = order.ingest_type
@@ -175,17 +178,13 @@ class Intake:
         """A direct submission: always analysed afresh, no notification queue."""
         params = parse_params(raw_params)
         params.submitter = user
-        params.max_extracted = min(
-            params.max_extracted, self.settings.get_int("limits", "max_extracted_submit", 500)
-        )
+        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_submit", 500))
         if not params.description:
             params.description = f"Inspection of file: {name}"
         if self.backlog(session) >= self.max_backlog:
             raise Overloaded("too many submissions are waiting; try again later")
         flat = self._metadata(metadata)
-        return self._new_submission(
-            session, user, stored, name, flat, params, scan_key(params, stored.sha256)
-        )
+        return self._new_submission(session, user, stored, name, flat, params, scan_key(params, stored.sha256))
 
     def _new_submission(
         self,
@@ -218,9 +217,7 @@ class Intake:
             error_count=0,
         )
         session.add(submission)
-        session.add_all(
-            models.SubmissionMeta(sid=submission.sid, key=k[:256], value=v) for k, v in metadata.items()
-        )
+        session.add_all(models.SubmissionMeta(sid=submission.sid, key=k[:256], value=v) for k, v in metadata.items())
         with self._backlog_lock:
             checked, count = self._backlog
             self._backlog = (checked, count + 1)
@@ -234,9 +231,7 @@ class Intake:
             return count
         count = (
             session.scalar(
-                select(func.count())
-                .select_from(models.Submission)
-                .where(models.Submission.state == "submitted")
+                select(func.count()).select_from(models.Submission).where(models.Submission.state == "submitted")
             )
             or 0
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -140,8 +141,10 @@ def main() -> None:
     ours_cpu_pps = ours["packets"] / ours["cpu_seconds"]
     out: dict[str, object] = {
         "packets": args.packets, "file_mb": round(size_mb, 1), "distinct_frames": templates,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "analyse_capture": {**ours, "packets_per_s": round(ours_pps),
                             "packets_per_cpu_s": round(ours_cpu_pps),
+                            "cpu_us_per_packet": round(1e6 / ours_cpu_pps, 2),
                             "mb_per_s": round(size_mb / ours["seconds"], 1)},
     }
     scapy_pps = scapy["subset_packets"] / scapy["seconds_subset"]
@@ -156,6 +159,7 @@ def main() -> None:
     if tshark is not None:
         tshark_pps = args.packets / tshark["seconds"]
         out["tshark_fields"] = {**tshark, "packets_per_s": round(tshark_pps),
+                                "cpu_us_per_packet": round(1e6 * tshark["cpu_seconds"] / args.packets, 2),
                                 "mb_per_s": round(size_mb / tshark["seconds"], 1),
                                 "fields": list(TSHARK_FIELDS)}
         tshark_cpu_pps = args.packets / tshark["cpu_seconds"]

@@ -12,6 +12,7 @@ from assay import __version__
 from assay.api import envelope
 from assay.api.al_v4 import auth, files, ingest, safelist, signatures, submission
 from assay.api.state import AppState
+from assay.committer import Committer
 from assay.config import Settings
 from assay.db.session import get_engine, upgrade
 from assay.filestore import FileStore
@@ -29,8 +30,13 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
     engine = get_engine(settings.database_url)
     if migrate:
         upgrade(engine)
+    intake = Intake(settings)
     state = AppState(
-        settings=settings, engine=engine, store=FileStore(settings.storage_path), intake=Intake(settings)
+        settings=settings,
+        engine=engine,
+        store=FileStore(settings.storage_path),
+        intake=intake,
+        committer=Committer(intake, engine),
     )
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from sqlalchemy import Engine
 
+from assay.committer import Committer
 from assay.config import Settings
 from assay.filestore import FileStore
 from assay.ingest import Intake
@@ -22,6 +23,7 @@ class AppState:
     engine: Engine
     store: FileStore
     intake: Intake
+    committer: Committer
     publisher: Publisher | None = None
     sessions: dict[str, tuple[object, float]] = field(default_factory=dict)
 

@@ -132,9 +132,7 @@ async def _image_task(state: AppState, user: str, fields: dict[str, str], upload
     if not filepath:
         raise ApiError(400, "send filepath (a server path) or a multipart part named 'file'")
     stored, real = await run_in_threadpool(_store_server_file, state, filepath)
-    return await run_in_threadpool(
-        _new_file_task, state, user, "image", filetype, stored, real.name, str(real)
-    )
+    return await run_in_threadpool(_new_file_task, state, user, "image", filetype, stored, real.name, str(real))
 
 
 def _store_upload(state: AppState, upload: UploadFile) -> Stored:
@@ -164,8 +162,9 @@ def _store_server_file(state: AppState, raw: str) -> tuple[Stored, Path]:
             raise ApiError(413, str(exc)) from None
 
 
-def _submit(session: Session, state: AppState, user: str, stored: Stored, name: str, meta: dict[str, str],
-            description: str) -> models.Submission:
+def _submit(
+    session: Session, state: AppState, user: str, stored: Stored, name: str, meta: dict[str, str], description: str
+) -> models.Submission:
     params = {"services": {"selected": list(DEFAULT_CATEGORIES)}, "description": description}
     try:
         submission = state.intake.submit(session, user, stored, name, meta, params)
@@ -181,20 +180,39 @@ def _detect_stored(state: AppState, stored: Stored) -> detect.FileType:
         return detect.detect_stream(handle, stored.size)
 
 
-def _file_task(session: Session, state: AppState, user: str, kind: str, filetype: str, stored: Stored,
-               name: str, filepath: str | None) -> str:
+def _file_task(
+    session: Session,
+    state: AppState,
+    user: str,
+    kind: str,
+    filetype: str,
+    stored: Stored,
+    name: str,
+    filepath: str | None,
+) -> str:
     detected = _detect_stored(state, stored)
     meta = {"iotinsight.filetype": filetype, "iotinsight.detected": detected}
     if filepath:
         meta["iotinsight.filepath"] = filepath
     submission = _submit(session, state, user, stored, name, meta, f"IoTInsight {filetype} task")
-    session.add(Task(task_id=submission.sid, user=user, kind=kind, filetype=filetype, state="pending",
-                     sid=submission.sid, path=filepath, error=""))
+    session.add(
+        Task(
+            task_id=submission.sid,
+            user=user,
+            kind=kind,
+            filetype=filetype,
+            state="pending",
+            sid=submission.sid,
+            path=filepath,
+            error="",
+        )
+    )
     return submission.sid
 
 
-def _new_file_task(state: AppState, user: str, kind: str, filetype: str, stored: Stored, name: str,
-                   filepath: str | None) -> str:
+def _new_file_task(
+    state: AppState, user: str, kind: str, filetype: str, stored: Stored, name: str, filepath: str | None
+) -> str:
     with session_scope(state.engine) as session:
         return _file_task(session, state, user, kind, filetype, stored, name, filepath)
 
@@ -221,8 +239,18 @@ def _account_task(request: Request, state: AppState, user: str, fields: dict[str
     base_url = state.settings.get("tasks", f"{creds.service}_base_url")
     task_id = new_id()
     with session_scope(state.engine) as session:
-        session.add(Task(task_id=task_id, user=user, kind="account", filetype=creds.service, state="pending",
-                         sid=None, path=None, error=""))
+        session.add(
+            Task(
+                task_id=task_id,
+                user=user,
+                kind="account",
+                filetype=creds.service,
+                state="pending",
+                sid=None,
+                path=None,
+                error="",
+            )
+        )
     try:
         _runner(request, state).start(task_id, creds, base_url)
     except accounts.Busy as exc:
@@ -251,8 +279,9 @@ def _bulk(state: AppState, user: str, raw: str) -> tuple[str, dict[str, Any]]:
     settings = state.settings
     try:
         directory = paths.resolve_allowed(raw, roots)
-        found = paths.walk(directory, settings.get_int("tasks", "bulk_max_files", 1000),
-                           settings.get_int("tasks", "bulk_max_depth", 8))
+        found = paths.walk(
+            directory, settings.get_int("tasks", "bulk_max_files", 1000), settings.get_int("tasks", "bulk_max_depth", 8)
+        )
     except paths.PathRefused as exc:
         raise ApiError(400, str(exc)) from None
     if not found.files:
@@ -265,8 +294,11 @@ def _bulk(state: AppState, user: str, raw: str) -> tuple[str, dict[str, Any]]:
         for path in found.files:
             answer[str(path)] = _bulk_file(session, state, user, path, roots)
         session.flush()  # the tasks exist before the rows that point at them
-        session.add_all(CaseTask(case_id=case_id, task_id=entry["task_id"], path=path)
-                        for path, entry in answer.items() if entry["task_id"])
+        session.add_all(
+            CaseTask(case_id=case_id, task_id=entry["task_id"], path=path)
+            for path, entry in answer.items()
+            if entry["task_id"]
+        )
     return case_id, answer
 
 
@@ -326,9 +358,7 @@ def task_status(task_id: TaskId, request: Request, user: User) -> JSONResponse:
 
 
 def _result_rows(session: Session, sid: str) -> list[models.Result]:
-    keys = list(session.scalars(
-        select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sid)
-    ))
+    keys = list(session.scalars(select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sid)))
     return list(session.scalars(select(models.Result).where(models.Result.key.in_(keys))))
 
 
@@ -339,8 +369,16 @@ def _tree_rows(session: Session, sid: str) -> list[dict[str, Any]]:
         for entry in level.values():
             if len(rows) >= MAX_TREE_ROWS:
                 return
-            rows.append({"sha256": entry["sha256"], "name": entry["name"], "type": entry["type"],
-                         "size": entry["size"], "score": entry["score"], "depth": depth})
+            rows.append(
+                {
+                    "sha256": entry["sha256"],
+                    "name": entry["name"],
+                    "type": entry["type"],
+                    "size": entry["size"],
+                    "score": entry["score"],
+                    "depth": depth,
+                }
+            )
             visit(entry["children"], depth + 1)
 
     visit(views.tree(session, sid)["tree"], 0)
@@ -392,8 +430,11 @@ def _case(session: Session, ident: str) -> Case:
     case = session.get(Case, ident)
     if case is None:
         case_id = session.scalars(
-            select(CaseTask.case_id).join(Case, Case.case_id == CaseTask.case_id)
-            .where(CaseTask.task_id == ident).order_by(Case.created.desc()).limit(1)
+            select(CaseTask.case_id)
+            .join(Case, Case.case_id == CaseTask.case_id)
+            .where(CaseTask.task_id == ident)
+            .order_by(Case.created.desc())
+            .limit(1)
         ).first()
         case = session.get(Case, case_id) if case_id else None
     if case is None:
@@ -402,9 +443,7 @@ def _case(session: Session, ident: str) -> Case:
 
 
 def _case_answer(session: Session, state: AppState, case: Case) -> dict[str, Any]:
-    members = session.execute(
-        select(CaseTask.task_id, CaseTask.path).where(CaseTask.case_id == case.case_id)
-    ).all()
+    members = session.execute(select(CaseTask.task_id, CaseTask.path).where(CaseTask.case_id == case.case_id)).all()
     tasks: dict[str, Any] = {}
     sources: list[cases.Source] = []
     for task_id, path in members:
@@ -412,8 +451,10 @@ def _case_answer(session: Session, state: AppState, case: Case) -> dict[str, Any
         status = status_of(task, submission)
         tasks[task_id] = {"status": status, "path": path, "filetype": task.filetype if task else "other"}
         if status == "success" and submission is not None:
-            sources.extend(cases.Source(task_id, {row.service: row.body.get("data") or {}})
-                           for row in _result_rows(session, submission.sid))
+            sources.extend(
+                cases.Source(task_id, {row.service: row.body.get("data") or {}})
+                for row in _result_rows(session, submission.sid)
+            )
     max_timeline = state.settings.get_int("tasks", "case_max_timeline", cases.DEFAULT_MAX_TIMELINE)
     merged = cases.merge(sources, max_timeline)
     complete = all(t["status"] in ("success", "failure") for t in tasks.values())

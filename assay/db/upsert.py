@@ -9,8 +9,6 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-CHUNK = 500
-
 
 def dialect_insert(session: Session, table: Table) -> Any:
     name = session.get_bind().dialect.name
@@ -18,10 +16,11 @@ def dialect_insert(session: Session, table: Table) -> Any:
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], returning: str) -> set[Any]:
-    """Insert ``rows``, skipping those whose key exists; return the ``returning`` values written."""
-    written: set[Any] = set()
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        statement = dialect_insert(session, table).values(chunk).on_conflict_do_nothing()
-        written.update(session.scalars(statement.returning(table.c[returning])).all())
-    return written
+    """Insert ``rows``, skipping those whose key exists; return the ``returning`` values written.
+
+    One cached statement executed for many rows: SQLAlchemy batches it into multi-row inserts.
+    """
+    if not rows:
+        return set()
+    statement = dialect_insert(session, table).on_conflict_do_nothing().returning(table.c[returning])
+    return {row[0] for row in session.execute(statement, list(rows)).all() if row is not None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -71,3 +72,4 @@ class Worker:
 
     def close(self) -> None:
         self.sandbox.close()
+        shutil.rmtree(self.dispatcher.scratch, ignore_errors=True)

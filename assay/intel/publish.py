@@ -90,7 +90,35 @@ def report_xid(sid: str) -> str:
     return f"assay-submission-{sid}"
 
 
-def add_submission(job: Job, session: Session, submission: models.Submission, rule: Rule) -> None:
+@dataclass
+class Findings:
+    """What publication reads of a set of submissions, fetched in three queries for all of them."""
+
+    nodes: dict[str, list[models.SubmissionFile]]
+    files: dict[str, models.File]
+    tags: dict[str, dict[str, list[str]]]  # sha256 -> tag type -> values
+
+    @classmethod
+    def load(cls, session: Session, sids: list[str]) -> Findings:
+        nodes: dict[str, list[models.SubmissionFile]] = defaultdict(list)
+        for node in session.scalars(select(models.SubmissionFile).where(models.SubmissionFile.sid.in_(sids))):
+            nodes[node.sid].append(node)
+        shas = {n.sha256 for group in nodes.values() for n in group}
+        files = {f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))}
+        keys = select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid.in_(sids))
+        tags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        rows = session.execute(
+            select(models.TagRecord.sha256, models.TagRecord.type, models.TagRecord.value).where(
+                models.TagRecord.result_key.in_(keys)
+            )
+        )
+        for sha256, tag_type, value in rows:
+            if value not in tags[sha256][tag_type]:
+                tags[sha256][tag_type].append(value)
+        return cls(nodes, files, tags)
+
+
+def add_submission(job: Job, submission: models.Submission, findings: Findings, rule: Rule) -> None:
     """Queue on ``job`` everything ``rule`` publishes of ``submission``."""
     report = report_xid(submission.sid)
     job.group(
@@ -103,26 +131,21 @@ def add_submission(job: Job, session: Session, submission: models.Submission, ru
             "attribute": [{"type": "Description", "value": f"max_score {submission.max_score}"}],
         }
     )
-    nodes = session.scalars(select(models.SubmissionFile).where(models.SubmissionFile.sid == submission.sid)).all()
-    shas = {n.sha256 for n in nodes}
-    files = {f.sha256: f for f in session.scalars(select(models.File).where(models.File.sha256.in_(shas)))}
-    tags = _tags_by_file(session, submission.sid)
+    nodes = findings.nodes.get(submission.sid, [])
     scores: dict[str, int] = defaultdict(int)
     for node in nodes:
         scores[node.sha256] = max(scores[node.sha256], node.score)
-    rules_seen: set[str] = set()
     for sha256, score in scores.items():
-        found = files.get(sha256)
+        found = findings.files.get(sha256)
         if found is None:
             continue
-        for rule_name in tags[sha256].get(YARA_TAG, []):
-            if rule_name not in rules_seen:
-                rules_seen.add(rule_name)
-                job.group(_signature(rule_name, rule.yara_dir))
+        tags = findings.tags.get(sha256, {})
+        for rule_name in tags.get(YARA_TAG, []):
+            job.group(_signature(rule_name, rule.yara_dir))
         if score >= rule.min_score:
-            job.indicator(_file_indicator(found, score, submission, nodes, report, tags[sha256].get(YARA_TAG, [])))
+            job.indicator(_file_indicator(found, score, submission, nodes, report, tags.get(YARA_TAG, [])))
         for tag_type in rule.tag_types:
-            for value in tags[sha256].get(tag_type, []):
+            for value in tags.get(tag_type, []):
                 job.indicator(
                     {
                         "type": NETWORK_TYPES[tag_type],
@@ -133,20 +156,6 @@ def add_submission(job: Job, session: Session, submission: models.Submission, ru
                         "associatedGroups": [{"groupXid": report}],
                     }
                 )
-
-
-def _tags_by_file(session: Session, sid: str) -> dict[str, dict[str, list[str]]]:
-    keys = select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sid)
-    rows = session.execute(
-        select(models.TagRecord.sha256, models.TagRecord.type, models.TagRecord.value).where(
-            models.TagRecord.result_key.in_(keys)
-        )
-    )
-    found: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for sha256, tag_type, value in rows:
-        if value not in found[sha256][tag_type]:
-            found[sha256][tag_type].append(value)
-    return found
 
 
 def _file_indicator(
@@ -241,8 +250,9 @@ class Publisher:
                     models.Submission.published.is_(False),
                 )
             ).all()
+            findings = Findings.load(session, [s.sid for s in chosen])
             for submission in chosen:
-                add_submission(job, session, submission, self.rule)
+                add_submission(job, submission, findings, self.rule)
         if not chosen:
             return None
         result = job.process()

@@ -30,16 +30,12 @@ def file_info(sha256: Sha256, request: Request, user: User) -> JSONResponse:
         return ok(views.file_info(row))
 
 
-@router.get(
-    "/api/v4/file/download/{sha256}/", summary="A file's bytes (unknown query parameters are ignored)"
-)
+@router.get("/api/v4/file/download/{sha256}/", summary="A file's bytes (unknown query parameters are ignored)")
 def file_download(sha256: Sha256, request: Request, user: User) -> FileResponse:
     store = state_of(request).store
     if not store.exists(sha256.lower()):
         raise ApiError(404, f"SHA256 {sha256} does not exists")
-    return FileResponse(
-        store.path(sha256.lower()), media_type="application/octet-stream", filename=sha256.lower()
-    )
+    return FileResponse(store.path(sha256.lower()), media_type="application/octet-stream", filename=sha256.lower())
 
 
 @router.get("/api/v4/file/result/{sha256}/", summary="Every result recorded for a file")

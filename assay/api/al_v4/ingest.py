@@ -60,8 +60,7 @@ async def ingest(request: Request, user: Submitter) -> JSONResponse:
 
 def _ingest(state: AppState, order: IngestOrder) -> str:
     try:
-        with session_scope(state.engine) as session:
-            return state.intake.ingest(session, order)
+        return state.committer.ingest(order)
     except BadParams as exc:
         raise ApiError(400, str(exc)) from None
     except Overloaded as exc:

@@ -41,7 +41,7 @@ async def put_set(name: SetName, request: Request, user: Admin) -> JSONResponse:
     try:
         body = await request.json()
     except ValueError:
-        raise ApiError(400, "the body must be JSON: {\"source\": \"rule ... { ... }\"}") from None
+        raise ApiError(400, 'the body must be JSON: {"source": "rule ... { ... }"}') from None
     if not isinstance(body, dict) or not isinstance(body.get("source"), str):
         raise ApiError(400, 'send {"source": "<YARA rules>"}')
     directory = seed_yara_dir(state_of(request).settings)

@@ -91,18 +91,12 @@ def delete_submission(sid: Sid, request: Request, user: Admin) -> JSONResponse:
 # -- search ------------------------------------------------------------------------------------
 def _search_body(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ApiError(
-            400, "send a JSON object with 'query' and optionally rows, offset, fl, filters, deep_paging_id"
-        )
+        raise ApiError(400, "send a JSON object with 'query' and optionally rows, offset, fl, filters, deep_paging_id")
     query = raw.get("query", "*:*")
     filters = raw.get("filters") or []
     if isinstance(filters, str):
         filters = [filters]
-    if (
-        not isinstance(query, str)
-        or not isinstance(filters, list)
-        or not all(isinstance(f, str) for f in filters)
-    ):
+    if not isinstance(query, str) or not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
         raise ApiError(400, "query must be a string and filters a list of strings")
     try:
         rows = int(raw.get("rows", 25))

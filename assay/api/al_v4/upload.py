@@ -75,9 +75,7 @@ async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
         raise ApiError(413, f"File too large ({len(raw)} > {limit})")
     body = _parse_json_text(raw.decode("utf-8", "replace") or "{}")
     if body.get("url"):
-        raise ApiError(
-            400, "this server does not fetch URLs; send the file itself or the sha256 of a stored file"
-        )
+        raise ApiError(400, "this server does not fetch URLs; send the file itself or the sha256 of a stored file")
     data = _inline_bytes(body)
     if data is not None:
         if not data:
@@ -117,9 +115,7 @@ def _parse_json_text(text: Any) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(
-            400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}"
-        ) from None
+        raise ApiError(400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the JSON description must be an object")
     return value

@@ -53,7 +53,6 @@ DEFAULTS: dict[str, Any] = {
     "time_limit": 50.0,
 }
 _SEQ = struct.Struct(">I").unpack_from
-_PORTS = struct.Struct(">HH").unpack_from
 _UDP_KINDS = {53: "dns", 5355: "dns", 5353: "mdns", 67: "dhcp", 68: "dhcp", 1900: "ssdp", 5683: "coap"}
 _TCP_PORT_KINDS = {53: "dns", 1883: "mqtt"}
 _KIND_LIMITS = {"tls": 1 << 16, "dns": 1 << 16}
@@ -62,13 +61,16 @@ _ETH_IPV4_NO_OPTIONS = b"\x08\x00\x45"
 _PENDING = 4
 _NO_PORTS = b"\x00\x00\x00\x00"
 _CLOCK_EVERY = 0x3FFF  # the clock is read once every 16384 packets
-# After a pcap record header: MACs skipped, ethertype and IP version/IHL, total length,
-# fragment word, protocol, then addresses and ports; the fields a known direction needs.
-# The timestamp is skipped: it is read again (see _TIMESTAMP) only for the few packets that need it.
-_ETHERNET_IPV4 = "8xII12x3sxBBxxHxB2x12s"
+# What a known direction needs from an Ethernet frame: ethertype and IP version/IHL, total
+# length, fragment word (in the record's byte order, see frag_mask), protocol, then addresses
+# and ports.
+_IPV4_FIELDS = "12x3sxBBxxHxB2x12s"
+_FRAME_IPV4 = struct.Struct(">" + _IPV4_FIELDS).unpack_from
+# The same after a pcap record header, whose timestamp is skipped: only the few packets that
+# need it read it again (_TIMESTAMP).
+_RECORD_IPV4 = "8xII" + _IPV4_FIELDS
 _WIDE = 16 + 38  # bytes that struct reads from the start of a record
 _TIMESTAMP = "II"
-_FRAME_IPV4 = struct.Struct(">" + _ETHERNET_IPV4[4:]).unpack_from  # the same fields, from a frame
 
 # A tally: one direction of one conversation as the walk sees it. Its fields, by index:
 # packets, bytes, order of its last packet (record offset or packet number), time of that
@@ -76,7 +78,7 @@ _FRAME_IPV4 = struct.Struct(">" + _ETHERNET_IPV4[4:]).unpack_from  # the same fi
 # parser's table is full, or None), datagrams counted unparsed, host, conversation, side,
 # parser kind.
 Tally = list[Any]
-_SEQ_AT, _KIND_AT = 2, 9
+_SEQ_AT = 2
 _COUNT_ONLY = object()
 
 
@@ -198,7 +200,7 @@ class Analysis:
         :meth:`_times_from_offsets`). The loop body is inlined on purpose: a call per packet
         would cost as much as everything else it does.
         """
-        unpack = struct.Struct(layout.order + _ETHERNET_IPV4).unpack_from
+        unpack = struct.Struct(layout.order + _RECORD_IPV4).unpack_from
         stamp = struct.Struct(layout.order + _TIMESTAMP).unpack_from
 
         def time_of(record: int) -> float:

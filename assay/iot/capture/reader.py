@@ -187,7 +187,7 @@ class CaptureReader:
             if blen < 12 or blen % 4 or off + blen > size:
                 self.errors.append(f"truncated or corrupt block at offset {off}")
                 break
-            record = self._plain_epb(buf, off, blen, order, ifaces)
+            record = self._plain_epb(buf, off, blen, order, ifaces) if btype == _BLOCK_EPB else None
             if record is None:
                 record = self._block(btype, buf[off + 8 : off + blen - 4], order, ifaces)
             if record is not None:
@@ -206,7 +206,7 @@ class CaptureReader:
 
         Anything else (``None``) goes through :meth:`_block`, which copes with every case.
         """
-        if blen < 32 or _PCAPNG_HEAD[order](buf, off)[0] != _BLOCK_EPB:
+        if blen < 32:
             return None
         iface, hi, lo, caplen, orig = _PCAPNG_EPB[order](buf, off + 8)
         # body = blen - 12 bytes: 20 of fields, the padded frame, then options only if 4 more fit

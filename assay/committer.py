@@ -1,0 +1,80 @@
+"""Group commit: ingests from many request threads written in shared transactions.
+
+A request thread hands its order over and waits; one writer thread takes every order waiting
+(up to ``max_batch``), writes them in one transaction, commits once and then wakes each request
+with its ingest id or its error. Nothing is acknowledged before its commit, and a busy server
+pays one commit for many ingests instead of one each.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from assay.db.session import session_scope
+from assay.ingest import IngestOrder, Intake, Overloaded
+from assay.params import BadParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    order: IngestOrder
+    done: threading.Event = field(default_factory=threading.Event)
+    ingest_id: str | None = None
+    error: Exception | None = None
+
+
+class Committer:
+    """The one writer of ingests in this process."""
+
+    def __init__(self, intake: Intake, engine: Engine, max_batch: int = 128) -> None:
+        self.intake = intake
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="assay-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def ingest(self, order: IngestOrder, timeout: float = 120.0) -> str:
+        """Write ``order``; returns its ingest id once committed (raises what the intake raises)."""
+        pending = _Pending(order)
+        self._queue.put(pending)
+        if not pending.done.wait(timeout):
+            raise Overloaded("the database did not take the ingest in time")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.ingest_id is not None
+        return pending.ingest_id
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        flights: dict[str, str] = {}
+        try:
+            with session_scope(self.engine) as session, session.no_autoflush:
+                for pending in batch:
+                    try:
+                        pending.ingest_id = self.intake.ingest(session, pending.order, flights)
+                    except (BadParams, Overloaded) as exc:  # raised before anything of it was written
+                        pending.error = exc
+        except Exception as exc:
+            log.exception("writing %d ingests failed", len(batch))
+            for pending in batch:
+                pending.ingest_id, pending.error = None, pending.error or exc
+        finally:
+            for pending in batch:
+                pending.done.set()
