@@ -231,3 +231,38 @@ def test_cli_processes_tcex_structures_and_exits_with_the_job_code(tmp_path: Pat
     path.write_text("[1, 2]")
     broken = run_assay(["intel", "process", str(path), "--owner", "Example Org"], env)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
+
+
+def test_cli_exports_stix_and_misp_and_imports_a_bundle(tmp_path: Path) -> None:
+    import stix2
+    from pymisp import MISPEvent
+
+    from tests.conftest import assay_env
+
+    env = assay_env(tmp_path / "data")
+    document = {
+        "group": [{"name": "Wave", "type": "Campaign", "xid": "wave-1"}],
+        "indicator": [
+            {"summary": "198.51.100.4", "type": "Address", "rating": 4, "associatedGroups": [{"groupXid": "wave-1"}]},
+            {"summary": "evil.example.net", "type": "Host", "rating": 2},
+        ],
+    }
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(document))
+    assert run_assay(["intel", "process", str(job), "--owner", "Org"], env).returncode == 0
+    stix_file = tmp_path / "org.stix.json"
+    exported = run_assay(["intel", "export", "--owner", "Org", "--format", "stix", "--out", str(stix_file)], env)
+    assert exported.returncode == 0, exported.stderr
+    bundle = stix2.parse(stix_file.read_text(), allow_custom=True)
+    patterns = {o.pattern for o in bundle.objects if o.type == "indicator"}
+    assert "[ipv4-addr:value = '198.51.100.4']" in patterns
+    again = run_assay(["intel", "export", "--owner", "Org", "--format", "stix"], env)
+    assert again.stdout.strip() == stix_file.read_text().strip()
+    misp = run_assay(["intel", "export", "--owner", "Org", "--format", "misp", "--group", "wave-1"], env)
+    event = MISPEvent()
+    event.load(misp.stdout)
+    assert "198.51.100.4" in {a.value for a in event.attributes}
+    imported = run_assay(["intel", "import", str(stix_file), "--owner", "Copy"], env)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    missing = run_assay(["intel", "export", "--owner", "Nobody"], env)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -34,7 +34,7 @@ def register(commands: Any, common: argparse.ArgumentParser, _client: argparse.A
     export = intel.add_parser("export", parents=[common], help="export as STIX 2.1 or MISP")
     export.add_argument("--owner", required=True)
     export.add_argument("--format", choices=("stix", "misp"), default="stix")
-    export.add_argument("--group", type=int, help="only this group and its associations")
+    export.add_argument("--group", help="only this group (id, or xid within --owner) and its associations")
     export.add_argument("--submission", help="only what this submission published")
     export.add_argument("--out", help="file to write (default: standard output)")
     export.set_defaults(handler=cmd_export)
@@ -118,7 +118,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     try:
         if args.group is not None:
-            text = exchange.export_group(args.group, args.format, engine=engine)
+            group: int | str = int(args.group) if args.group.isdigit() else args.group
+            text = exchange.export_group(group, args.format, owner=args.owner, engine=engine)
         elif args.submission:
             text = exchange.export_submission(args.submission, args.format, owner=args.owner, engine=engine)
         else:
