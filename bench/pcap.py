@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--scapy-packets", type=int, default=20_000)
     parser.add_argument("--skip-tshark", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         path = workdir / "bench.pcap"
@@ -141,7 +142,8 @@ def main() -> None:
     ours_cpu_pps = ours["packets"] / ours["cpu_seconds"]
     out: dict[str, object] = {
         "packets": args.packets, "file_mb": round(size_mb, 1), "distinct_frames": templates,
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                "after": [round(x, 2) for x in os.getloadavg()]},
         "analyse_capture": {**ours, "packets_per_s": round(ours_pps),
                             "packets_per_cpu_s": round(ours_cpu_pps),
                             "cpu_us_per_packet": round(1e6 / ours_cpu_pps, 2),

@@ -132,19 +132,12 @@ def list_indicators(
     offset: Annotated[int, Query(ge=0)] = 0,
     rows: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 100,
 ) -> JSONResponse:
-    with session_scope(state_of(request).engine, readonly=True) as session:
-        owners = _owners(session)
-        query = select(Indicator)
-        if owner:
-            query = query.where(Indicator.owner_id.in_([i for i, n in owners.items() if n == owner]))
-        if type:
-            query = query.where(Indicator.type == type)
-        if q:
-            query = query.where(Indicator.summary.contains(q.lower()) | Indicator.summary.contains(q))
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        found = session.scalars(query.order_by(Indicator.id).offset(offset).limit(rows)).all()
-        items = [_indicator(row, owners.get(row.owner_id, "")) for row in found]
-    return ok({"total": total, "offset": offset, "rows": len(items), "items": items})
+    query = select(Indicator)
+    if type:
+        query = query.where(Indicator.type == type)
+    if q:
+        query = query.where(Indicator.summary.contains(q.lower()) | Indicator.summary.contains(q))
+    return _page(request, query, Indicator, owner, offset, rows, _indicator)
 
 
 @router.get("/indicators/{indicator_id}/", summary="An indicator with its groups, occurrences and submissions")
@@ -188,18 +181,25 @@ def list_groups(
     offset: Annotated[int, Query(ge=0)] = 0,
     rows: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 100,
 ) -> JSONResponse:
+    query = select(Group)
+    if type:
+        query = query.where(Group.type == type)
+    if q:
+        query = query.where(or_(Group.name.contains(q), Group.xid.contains(q)))
+    return _page(request, query, Group, owner, offset, rows, _group)
+
+
+def _page(
+    request: Request, query: Any, model: Any, owner: str | None, offset: int, rows: int, render: Any
+) -> JSONResponse:
+    """One page of a browse query, restricted to an owner by name when given."""
     with session_scope(state_of(request).engine, readonly=True) as session:
         owners = _owners(session)
-        query = select(Group)
         if owner:
-            query = query.where(Group.owner_id.in_([i for i, n in owners.items() if n == owner]))
-        if type:
-            query = query.where(Group.type == type)
-        if q:
-            query = query.where(or_(Group.name.contains(q), Group.xid.contains(q)))
+            query = query.where(model.owner_id.in_([i for i, n in owners.items() if n == owner]))
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        found = session.scalars(query.order_by(Group.id).offset(offset).limit(rows)).all()
-        items = [_group(row, owners.get(row.owner_id, "")) for row in found]
+        found = session.scalars(query.order_by(model.id).offset(offset).limit(rows)).all()
+        items = [render(row, owners.get(row.owner_id, "")) for row in found]
     return ok({"total": total, "offset": offset, "rows": len(items), "items": items})
 
 

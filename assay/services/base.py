@@ -160,6 +160,15 @@ class Result:
     ) -> None:
         self.extracted.append(ExtractedFile(name, description, data, path))
 
+    def add_extracted_capped(self, limit: int, name: str, data: bytes, description: str = "") -> bool:
+        """Add a child unless ``limit`` children are there already (then flag ``child_limit_reached``)."""
+        if len(self.extracted) >= limit:
+            if "child_limit_reached" not in self.anomalies:
+                self.anomalies.append("child_limit_reached")
+            return False
+        self.add_extracted(name, description, data=data)
+        return True
+
     def walk(self) -> Iterator[Section]:
         for section in self.sections:
             yield from section.walk()

@@ -169,7 +169,7 @@ class Office(Service):
             result.anomalies.append("file_truncated_to_limit")
         container = _container(data)
         result.file_info["office"] = {"container": container}
-        state: dict[str, Any] = {"children": 0, "errors": {}}
+        state: dict[str, Any] = {"errors": {}}
         encrypted = self._step(self._encryption, data, request, opts, result, state)
         steps = [self._ole_objects] if container == "ole" else []
         if container == "zip":
@@ -341,7 +341,9 @@ class Office(Service):
                         native.data,
                     )
                 found.append({"stream": "/".join(path).replace("\x01", ""), "name": name, "type": file_kind(blob)})
-                self._child(result, state, opts, name, blob, f"Embedded object in {found[-1]['stream']}")
+                result.add_extracted_capped(
+                    int(opts["max_children"]), name, blob, f"Embedded object in {found[-1]['stream']}"
+                )
         self._report_objects(found, result)
 
     def _zip_members(
@@ -361,10 +363,14 @@ class Office(Service):
                 blob = archive.read(info)
                 if is_odf_script:
                     odf_scripts.append(name)
-                    self._child(result, state, opts, _safe_name(name, "script"), blob, f"OpenDocument script {name}")
+                    result.add_extracted_capped(
+                        int(opts["max_children"]), _safe_name(name, "script"), blob, f"OpenDocument script {name}"
+                    )
                     continue
                 found.append({"stream": name, "name": _safe_name(name, "embedded"), "type": file_kind(blob)})
-                self._child(result, state, opts, found[-1]["name"], blob, f"Embedded object {name}")
+                result.add_extracted_capped(
+                    int(opts["max_children"]), found[-1]["name"], blob, f"Embedded object {name}"
+                )
         self._report_objects(found, result)
         if odf_scripts:
             result.add_section("OpenDocument macros", odf_scripts, "json").heuristic = "office.odf_macros"
@@ -388,7 +394,9 @@ class Office(Service):
             kind = "Equation Native" if _EQUATION.search(f"{class_name} {obj.clsid or ''}") else file_kind(blob or b"")
             found.append({"stream": f"object {index} at {obj.start}", "name": name, "type": kind, "class": class_name})
             if blob:
-                self._child(result, state, opts, name, blob, f"RTF object {index} ({class_name or 'raw'})")
+                result.add_extracted_capped(
+                    int(opts["max_children"]), name, blob, f"RTF object {index} ({class_name or 'raw'})"
+                )
         self._report_objects(found, result)
 
     @staticmethod
@@ -411,17 +419,6 @@ class Office(Service):
         ]
         if executables:
             section.add_subsection("Executable objects", executables, "json").heuristic = "office.embedded_executable"
-
-    @staticmethod
-    def _child(
-        result: Result, state: dict[str, Any], opts: dict[str, Any], name: str, data: bytes, description: str
-    ) -> None:
-        if state["children"] >= int(opts["max_children"]):
-            if "child_limit_reached" not in result.anomalies:
-                result.anomalies.append("child_limit_reached")
-            return
-        state["children"] += 1
-        result.add_extracted(name, description, data=data)
 
     # -- relationships -------------------------------------------------------------------------
 

@@ -127,7 +127,7 @@ class PDF(Service):
             result.anomalies.append("file_truncated_to_limit")
         problems = self._structure(data)
         objects, obfuscated = self._objects(data, opts, result, problems)
-        state: dict[str, Any] = {"children": 0, "objects": {o.number: o for o in objects}}
+        state: dict[str, Any] = {"objects": {o.number: o for o in objects}}
         self._summary(data, objects, result)
         if obfuscated:
             result.add_section(
@@ -236,10 +236,8 @@ class PDF(Service):
                     "preview": code[: int(opts["preview_chars"])].decode("latin-1"),
                 }
             )
-            _extract(
-                result,
-                state,
-                opts,
+            result.add_extracted_capped(
+                int(opts["max_children"]),
                 f"javascript_obj{obj.number}_{len(scripts)}.js",
                 code,
                 f"JavaScript of object {obj.number}",
@@ -339,7 +337,9 @@ class PDF(Service):
                     "problems": problems,
                 }
             )
-            _extract(result, state, opts, name, content, f"Embedded file of object {obj.number}")
+            result.add_extracted_capped(
+                int(opts["max_children"]), name, content, f"Embedded file of object {obj.number}"
+            )
         if not files:
             return
         result.data["embedded_files"] = files
@@ -496,14 +496,3 @@ def pdf_string(raw: bytes) -> bytes:
 
 def _risky_name(name: str) -> bool:
     return bool(re.search(r"\.(exe|dll|scr|js|jse|vbs|vbe|hta|ps1|bat|cmd|lnk|docm|xlsm|zip|rar|7z|iso)$", name, re.I))
-
-
-def _extract(
-    result: Result, state: dict[str, Any], opts: dict[str, Any], name: str, data: bytes, description: str
-) -> None:
-    if state["children"] >= int(opts["max_children"]):
-        if "child_limit_reached" not in result.anomalies:
-            result.anomalies.append("child_limit_reached")
-        return
-    state["children"] += 1
-    result.add_extracted(name, description, data=data)

@@ -235,7 +235,7 @@ class Script(Service):
             result.anomalies.append("file_truncated_to_limit")
         text = decode_text(raw)
         lower = text.lower()
-        state: dict[str, Any] = {"children": 0}
+        state: dict[str, Any] = {}
         urls = find_urls(text.encode("utf-8", "replace"), int(opts["max_urls"]))
         result.data["urls"] = urls
         if urls:
@@ -258,10 +258,8 @@ class Script(Service):
             state.setdefault("seen_blobs", set()).add(match.group(1))
             command = decoded.decode("utf-16-le", "replace") if decoded[1:2] == b"\x00" else decoded.decode("latin-1")
             commands.append(command[: int(opts["preview_chars"])])
-            self._extract(
-                result,
-                state,
-                opts,
+            result.add_extracted_capped(
+                int(opts["max_children"]),
                 f"encoded_command_{len(commands)}.ps1",
                 command.encode("utf-8"),
                 "Decoded -EncodedCommand",
@@ -309,7 +307,9 @@ class Script(Service):
             kind = file_kind(decoded)
             blobs.append({"length": len(blob), "decoded_size": len(decoded), "file_type": kind})
             if kind:
-                self._extract(result, state, opts, f"decoded_{len(blobs)}.{kind}", decoded, f"base64 payload ({kind})")
+                result.add_extracted_capped(
+                    int(opts["max_children"]), f"decoded_{len(blobs)}.{kind}", decoded, f"base64 payload ({kind})"
+                )
         if not blobs:
             return
         result.data["base64_blobs"] = blobs
@@ -363,17 +363,6 @@ class Script(Service):
             and (".download" in lower or "download=" in lower)
         ):
             section.add_subsection("Blob assembled and offered as a download").heuristic = "script.html_smuggling"
-
-    @staticmethod
-    def _extract(
-        result: Result, state: dict[str, Any], opts: dict[str, Any], name: str, data: bytes, description: str
-    ) -> None:
-        if state["children"] >= int(opts["max_children"]):
-            if "child_limit_reached" not in result.anomalies:
-                result.anomalies.append("child_limit_reached")
-            return
-        state["children"] += 1
-        result.add_extracted(name, description, data=data)
 
 
 def _b64(blob: str, limit: int) -> bytes | None:

@@ -214,6 +214,8 @@ class Analysis:
         budget = self._budget()
         check_at, count, off = budget.next, 0, 24
         wide_until = min(layout.end - 16, size - _WIDE)  # past it, the wide struct would overrun
+        # Offsets in the frame (add 16 for the file): IPv4 header 14, transport header 34, UDP
+        # payload 42, TCP data offset 46. The IP payload ends at min(incl, 14 + total length).
         while off <= wide_until:
             incl, orig, head, len_hi, len_lo, frag, proto, addrs = unpack(view, off)
             after = off + 16 + incl
@@ -233,8 +235,8 @@ class Analysis:
                     tally[0] += 1
                     tally[1] += orig
                     tally[2] = off
-                    # the IP payload ends at min(incl, 14 + total length) in the frame; the
-                    # tests below are "end > 42" (UDP payload) and "end >= 54" (TCP header)
+                    # below, "incl > 42 and total > 28" is "UDP payload is not empty" and
+                    # "incl >= 54 and total >= 40" is "TCP header is whole", without a min()
                     if proto == 17:
                         parser = tally[4]
                         if parser is not None and incl > 42 and (len_hi or len_lo > 28):

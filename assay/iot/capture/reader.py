@@ -3,6 +3,11 @@
 Both formats are walked with precompiled :mod:`struct` formats over one memory map, so a
 capture of millions of packets costs one slice per record. A truncated or corrupt file ends
 the walk with a note in :attr:`CaptureReader.errors`; it never raises.
+
+A caller that walks pcap records in place (see :mod:`assay.iot.capture.analyser`) uses the
+same pieces: :meth:`CaptureReader.mapped`, :meth:`~CaptureReader.pcap_layout`, then
+:meth:`~CaptureReader.pcap_corrupt` or :meth:`~CaptureReader.pcap_done`, so what the reader
+notes about the file is the same either way.
 """
 
 from __future__ import annotations
@@ -28,8 +33,6 @@ MAX_RECORD = 0x4000000  # a pcap record claiming more than 64 MiB is taken as co
 
 # (timestamp seconds, link type, frame bytes, original length)
 Record = tuple[float, int, bytes, int]
-
-
 _PCAPNG_HEAD = {order: struct.Struct(order + "II").unpack_from for order in "<>"}
 _PCAPNG_EPB = {order: struct.Struct(order + "IIIII").unpack_from for order in "<>"}
 
