@@ -59,6 +59,7 @@ class ChunkLog:
 
     events: list[tuple[str, Any]] = field(default_factory=list)
     not_saved: int = 0
+    links: dict[tuple[int, int], bool] = field(default_factory=dict)  # see Runner._link_groups
 
 
 @dataclass
@@ -132,6 +133,8 @@ class Runner:
         self.store_down = False
         self.mostly_stored = False
         self.conflicted = dict.fromkeys(KINDS, False)  # a chunk met stored rows: stop expecting new ones
+        self.link_early = self.settings.action == "Create" and not self.settings.halt_on_error
+        self.linked: dict[tuple[int, int], bool] = {}  # group-indicator pairs written with their chunk
 
     # --- driver --------------------------------------------------------------------------------
 
@@ -307,6 +310,8 @@ class Runner:
             else:
                 self._critical(kind, *payload)
         self.result.counts[kind].not_saved += log.not_saved
+        for pair, new in log.links.items():
+            self.linked[pair] = self.linked.get(pair, False) or new  # new if any chunk inserted it
         if kind == "indicator":
             self._keep_statistics_fresh()
             written = [o for event, outcomes in log.events if event == "record" for o in outcomes]
@@ -341,6 +346,7 @@ class Runner:
                 outcomes = plan(conn, chunk)
                 cut = self._halt_cut(outcomes)
                 self._apply(kind, conn, outcomes[:cut])
+                links = self._link_groups(conn, outcomes) if kind == "indicator" and self.link_early else {}
         except OperationalError as exc:
             self.store_down = True
             log.events.append(("critical", (chunk, exc)))
@@ -352,6 +358,7 @@ class Runner:
                 return self.settings.halt_on_error
             return self._write_halves(kind, chunk, plan, log)
         log.events.append(("record", outcomes[:cut]))
+        log.links.update(links)
         log.not_saved += len(outcomes) - cut
         return self.settings.halt_on_error and any(o.status == "failed" for o in outcomes[:cut])
 
@@ -606,7 +613,7 @@ class Runner:
             if any(merged[c] != outcome.row[c] for c in INDICATOR_UPDATE_COLUMNS):
                 changed.append(merged)
             outcome.ident, outcome.status = outcome.row["id"], "existing"
-        store.update_rows(conn, Indicator.__table__, changed)
+        store.update_rows(conn, Indicator.__table__, sorted(changed, key=lambda row: row["id"]))  # lock order
         new = [o for o in outcomes if o.status == "insert"]
         ids = store.insert_indicators(conn, [self._indicator_row(o.item) for o in new]) if new else {}
         for outcome in new:
@@ -619,6 +626,29 @@ class Runner:
         for outcome in outcomes:
             if outcome.status == "merged" and outcome.into is not None:
                 outcome.ident = outcome.into.ident
+
+    def _link_groups(self, conn: Connection, outcomes: list[Outcome]) -> dict[tuple[int, int], bool]:
+        """Write a chunk's `associatedGroup` links in the chunk's own transaction.
+
+        The association phase would write the very same pairs later, after every indicator; written
+        here they ride on the parallel chunk writers, commit with their indicators, and the phase
+        only reports them (`_report_linked`), in its own order and with its own counts. Returns
+        pair -> whether this chunk inserted it. Only groups already resolved are linked here: an
+        unknown reference is left to the phase, which reports it.
+        """
+        groups = self.look.groups_by_ref
+        pairs = {
+            (groups[ref], outcome.ident)
+            for outcome in outcomes
+            if outcome.status in ("saved", "existing") and outcome.ident is not None
+            for ref in outcome.item.group_refs
+            if ref in groups
+        }
+        if not pairs:
+            return {}
+        ordered = sorted(pairs)  # one lock order for every writer: concurrent chunks cannot deadlock
+        new = store.insert_pairs(conn, "group_indicator", ordered)
+        return {pair: pair in new for pair in ordered}
 
     def _indicator_row(self, item: IndicatorItem) -> Json:
         hashes = item.hashes or Hashes()
@@ -688,7 +718,16 @@ class Runner:
                 counts.submitted += len(raws) + len(derived)
                 pairs = self._validate(kind, [*raws, *derived], resolve)
             self.look.group_names.clear()
-            self._write(kind, self._dedupe_keyed(kind, pairs), self._plan_pairs)
+            pending = self._report_linked(kind, self._dedupe_keyed(kind, pairs))
+            self._write(kind, pending, self._plan_pairs)
+
+    def _report_linked(self, kind: str, pairs: list[Pair]) -> list[Pair]:
+        """Count the pairs `_link_groups` already wrote; returns those still to write."""
+        if not self.linked:
+            return pairs
+        done = [p for p in pairs if p.table == "group_indicator" and (p.left, p.right) in self.linked]
+        self._record(kind, [Outcome(p, p.raw, "saved" if self.linked[(p.left, p.right)] else "existing") for p in done])
+        return [p for p in pairs if p.table != "group_indicator" or (p.left, p.right) not in self.linked]
 
     def _prefetch_group_names(self, conn: Connection, raws: Sequence[Any]) -> None:
         """Read every group named by (group_type, group_name) in one query instead of one each."""

@@ -50,17 +50,16 @@ class Direction:
         seqs, stamps, payloads = zip(*self.segments, strict=True)
         first = seqs[0] - (1 << 31)
         shifted = [(seq - first) & 0xFFFFFFFF for seq in seqs]
-        base = min(shifted)
-        for rel, ts, data in sorted(zip(shifted, stamps, payloads, strict=True)):
-            end = len(out) + base
-            if rel > end:
+        base = end = min(shifted)  # ``end``: where the next byte wanted sits, in the same units
+        for at, ts, data in sorted(zip(shifted, stamps, payloads, strict=True)):
+            if at > end:
                 self.gap = True
                 break
-            fresh = data[end - rel :]
-            if fresh:
+            if at + len(data) > end:  # not wholly a retransmission
                 offsets.append(end - base)
                 times.append(ts)
-                out += fresh
+                out += data[end - at :]
+                end = at + len(data)
         return bytes(out), offsets, times
 
 
