@@ -19,19 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from assay import notify
 from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
-from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.execution.sandbox import Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
 from assay.provisions import Provisions
-from assay.record import record
+from assay.record import record, record_failure
 from assay.services import registry
 from assay.services.base import FileRequest, Result, Service, Stage
 
@@ -96,7 +93,8 @@ class Dispatcher:
         for submission in submissions:
             if submission.attempts > self.attempts:
                 with session_scope(self.engine) as session:
-                    self._fail(session, submission, f"Analysis failed {submission.attempts - 1} times; not retried")
+                    reason = f"Analysis failed {submission.attempts - 1} times; not retried"
+                    record_failure(session, self.worker_id, submission.sid, reason)
                 continue
             try:
                 analysis = self.analyse(submission, Params.model_validate(submission.params), crashes)
@@ -234,7 +232,7 @@ class Dispatcher:
             children.append((extracted.name[:1024], stored.sha256, stored.size))
         heuristics = outcome.heuristic_ids()
         catalogue = registry.heuristics()
-        score = sum(catalogue[h].score for h in heuristics if h in catalogue)
+        score = registry.score_of(heuristics)
         body = {
             "sections": [s.as_dict() for s in outcome.sections],
             "heuristics": [catalogue[h].as_dict() for h in heuristics if h in catalogue],
@@ -271,25 +269,3 @@ class Dispatcher:
         with session_scope(self.engine, readonly=True) as session:
             rows = session.scalars(select(models.ServiceCrash).where(models.ServiceCrash.sha256.in_(shas)))
             return {(row.sha256, row.service): row.count for row in rows}
-
-    def _fail(self, session: Session, claimed: models.Submission, reason: str) -> None:
-        submission = session.get(models.Submission, claimed.sid)
-        if submission is None or submission.lease_owner != self.worker_id:
-            return
-        submission.state = "failed"
-        submission.completed = utcnow()
-        submission.lease_owner = None
-        submission.lease_until = None
-        submission.error_count = max(submission.error_count, 1)
-        session.add(
-            models.ServiceError(
-                key=f"{submission.sid}.{submission.sha256}.dispatcher.failed",
-                sid=submission.sid,
-                sha256=submission.sha256,
-                service="dispatcher",
-                error_type="failed",
-                message=reason,
-                created=utcnow(),
-            )
-        )
-        notify.complete_ingests(session, submission.sid, None, reason)

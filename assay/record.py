@@ -211,3 +211,28 @@ def _errors(session: Session, kept: Done, now: datetime) -> None:
         session.execute(
             statement, [{"sha256": sha, "service": service, "count": n} for (sha, service), n in crashes.items()]
         )
+
+
+def record_failure(session: Session, worker_id: str, sid: str, reason: str) -> None:
+    """End a submission that cannot be analysed: state failed, one error, messages with ``failure``."""
+    submission = session.get(models.Submission, sid)
+    if submission is None or submission.lease_owner != worker_id:
+        return
+    now = utcnow()
+    submission.state = "failed"
+    submission.completed = now
+    submission.lease_owner = None
+    submission.lease_until = None
+    submission.error_count = max(submission.error_count, 1)
+    session.merge(
+        models.ServiceError(
+            key=f"{sid}.{submission.sha256}.dispatcher.failed",
+            sid=sid,
+            sha256=submission.sha256,
+            service="dispatcher",
+            error_type="failed",
+            message=reason,
+            created=now,
+        )
+    )
+    notify.complete_ingests(session, sid, None, reason)

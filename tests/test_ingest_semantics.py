@@ -100,3 +100,22 @@ def test_max_score_is_the_highest_file_total_including_extracted_children(settin
     assert names["inner/eicar.com"].parent == stored.sha256 and names["inner/eicar.com"].depth == 1
     assert submission.max_score == max(node.score for node in nodes) == names["inner/eicar.com"].score >= 1000
     assert submission.file_count == 3
+
+
+def test_a_submission_that_keeps_failing_ends_failed_with_a_message(settings: Settings) -> None:
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as session:
+        Intake(settings).ingest(session, order(settings, b"doomed", 150, "fail-q"))
+        session.flush()
+        submission = session.scalars(select(Submission)).one()
+        submission.attempts = 3  # three workers died on it before
+    worker = Worker(settings, "last-worker")
+    try:
+        worker.take(1)
+    finally:
+        worker.close()
+    with session_scope(engine) as session:
+        submission = session.scalars(select(Submission)).one()
+        [message] = notify.pop(session, "admin", "fail-q", 10)
+    assert submission.state == "failed" and submission.error_count == 1
+    assert message["score"] is None and "not retried" in message["failure"]
