@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
@@ -122,35 +122,37 @@ class Intake:
         flights = {} if flights is None else flights
         if key in flights:
             return flights[key], None
-        if not params.ignore_cache:
-            cached = self._cached(session, key)
-            if cached is not None:
-                return cached.sid, cached.max_score
-        flight = session.scalars(
-            select(models.Submission.sid)
-            .where(models.Submission.scan_key == key, models.Submission.state == "submitted")
-            .limit(1)
-        ).first()
+        flight, cached = self._earlier(session, key, params.ignore_cache)
+        if cached is not None:
+            return cached
         if flight is not None:
             return flight, None
         submission = self._new_submission(session, order.user, order.stored, order.name, metadata, params, key)
         flights[key] = submission.sid
         return submission.sid, None
 
-    def _cached(self, session: Session, key: str) -> models.Submission | None:
+    def _earlier(
+        self, session: Session, key: str, ignore_cache: bool
+    ) -> tuple[str | None, tuple[str, int] | None]:
+        """An identical submission in flight, and a recent one to complete from (one query)."""
+        table = models.Submission.__table__
+        rows = session.execute(
+            select(table.c.sid, table.c.state, table.c.completed, table.c.error_count, table.c.max_score)
+            .where(table.c.scan_key == key, table.c.state.in_(("submitted", "completed")))
+            .order_by(table.c.created.desc())
+            .limit(20)
+        ).all()
         now = utcnow()
-        return session.scalars(
-            select(models.Submission)
-            .where(models.Submission.scan_key == key, models.Submission.state == "completed")
-            .where(
-                or_(
-                    models.Submission.completed >= now - self.error_ttl,
-                    (models.Submission.completed >= now - self.cache_ttl) & (models.Submission.error_count == 0),
-                )
-            )
-            .order_by(models.Submission.completed.desc())
-            .limit(1)
-        ).first()
+        flight = next((row.sid for row in rows if row.state == "submitted"), None)
+        if ignore_cache:
+            return flight, None
+        for row in rows:
+            if row.state != "completed" or row.completed is None:
+                continue
+            fresh_for = self.cache_ttl if row.error_count == 0 else self.error_ttl
+            if row.completed >= now - fresh_for:
+                return flight, (row.sid, row.max_score)
+        return flight, None
 
     def _ingest_params(self, order: IngestOrder) -> Params:
         params = parse_params(order.params)

@@ -709,8 +709,7 @@ class Runner:
         ):
             counts = self.result.counts[kind]
             if self.halted:
-                counts.submitted += len(raws) + len(derived)
-                counts.not_saved += len(raws) + len(derived)
+                self._count_halted(kind, raws, derived)
                 continue
             with self.engine.connect() as conn:
                 self._prefetch_group_names(conn, raws)
@@ -720,6 +719,24 @@ class Runner:
             self.look.group_names.clear()
             pending = self._report_linked(kind, self._dedupe_keyed(kind, pairs))
             self._write(kind, pending, self._plan_pairs)
+
+    def _count_halted(self, kind: str, raws: Sequence[Any], derived: list[Json]) -> None:
+        """After a halt nothing more is written: only links that `_link_groups` stored count as done."""
+        counts = self.result.counts[kind]
+        counts.submitted += len(raws) + len(derived)
+        linked = self.linked if kind == "group_association" else {}
+        seen: set[tuple[int, int]] = set()
+        for raw in derived if linked else ():
+            pair = (self.look.groups_by_ref.get(raw["group_ref"], 0), raw["indicator_id"])
+            if pair not in linked:
+                counts.not_saved += 1
+            elif pair in seen:
+                counts.merged += 1
+            else:
+                seen.add(pair)
+                bucket = "saved" if linked[pair] else "existing"
+                setattr(counts, bucket, getattr(counts, bucket) + 1)
+        counts.not_saved += len(raws) + (0 if linked else len(derived))
 
     def _report_linked(self, kind: str, pairs: list[Pair]) -> list[Pair]:
         """Count the pairs `_link_groups` already wrote; returns those still to write."""

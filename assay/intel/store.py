@@ -138,12 +138,13 @@ def pg_json_insert(
     tail = f" RETURNING {', '.join(returning)}"
     params = (*constants.values(), document)
     if conn.get_execution_options().get(EXPECT_NEW):
+        conn.exec_driver_sql("SAVEPOINT intel_plain_insert")  # never released: COMMIT ends it, no round trip
         try:
-            with conn.begin_nested():
-                return conn.exec_driver_sql(head + tail, params).fetchall()
+            return conn.exec_driver_sql(head + tail, params).fetchall()
         except IntegrityError as exc:
             if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
                 raise
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT intel_plain_insert")
     return conn.exec_driver_sql(head + "ON CONFLICT DO NOTHING" + tail, params).fetchall()
 
 

@@ -8,8 +8,10 @@ become tags (domains, addresses, URIs).
 from __future__ import annotations
 
 import ipaddress
+import math
 import struct
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from assay.iot.capture.decode import (
@@ -49,10 +51,30 @@ Times = list[float]
 
 
 def iso(ts: float) -> str:
+    """``datetime.fromtimestamp(ts, UTC).isoformat()``, or ``""`` for a time it cannot show.
+
+    Records of one capture share their seconds, so only the microseconds are worked out per
+    call; they are rounded half to even, as ``fromtimestamp`` rounds them.
+    """
     try:
-        return datetime.fromtimestamp(ts, UTC).isoformat()
+        frac, whole = math.modf(ts)
+        micro = round(frac * 1e6)
+        if micro >= 1_000_000:
+            micro -= 1_000_000
+            whole += 1.0
+        elif micro < 0:
+            micro += 1_000_000
+            whole -= 1.0
+        second = _iso_second(int(whole))
     except (OverflowError, OSError, ValueError):
         return ""
+    return f"{second}.{micro:06d}+00:00" if micro else f"{second}+00:00"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(whole: int) -> str:
+    """A whole second in ISO form, without the UTC offset."""
+    return datetime.fromtimestamp(whole, UTC).isoformat().removesuffix("+00:00")
 
 
 def extension_for(content_type: str | None) -> str:
