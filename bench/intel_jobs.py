@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import tempfile
 import time
@@ -164,10 +165,11 @@ def orm_one_by_one(engine: Engine, items: tuple[list, list, list], subset: int) 
 
 def measure(name: str, args: argparse.Namespace, items: tuple[list, list, list]) -> dict[str, Any]:
     n = len(items[1])
+    load = os.getloadavg()[0]  # other work on the machine shifts every figure: report it alongside
     with backend(name, args.pg_server) as engine:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = build_job(engine, items).process()
-        bulk = time.perf_counter() - start
+        bulk, bulk_cpu = time.perf_counter() - start, time.process_time() - cpu
         start = time.perf_counter()
         rerun = build_job(engine, items).process()
         again = time.perf_counter() - start
@@ -183,7 +185,9 @@ def measure(name: str, args: argparse.Namespace, items: tuple[list, list, list])
         "rerun_exit_code": rerun.exit_code,
         "errors": len(result.errors),
         "counts": counts,
+        "load_average_1m_before": round(load, 2),
         "bulk_seconds": round(bulk, 3),
+        "bulk_client_cpu_seconds": round(bulk_cpu, 3),
         "phase_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "indicator_phase_per_s": round(n / result.timings["indicator"]),
         "bulk_indicators_per_s": round(n / bulk),

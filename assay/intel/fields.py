@@ -34,6 +34,13 @@ def parse_tags(value: Any, code: Code) -> list[str]:
     """Tags as a sorted, de-duplicated list of names."""
     if value is None:
         return []
+    if type(value) is list:  # the common shapes, in one pass; anything odd takes the checked loop
+        try:
+            names = {(tag["name"] if type(tag) is dict else tag).strip() for tag in value}
+        except (KeyError, TypeError, AttributeError):
+            names = None
+        if names is not None and "" not in names and all(len(name) <= MAX_TAG for name in names):
+            return sorted(names)
     tags: set[str] = set()
     for tag in as_list(value):
         name = tag.get("name") if isinstance(tag, dict) else tag

@@ -29,8 +29,10 @@ class Settings:
     oldest one unchanged, `replace` overwrites it, `duplicate` creates another.
     attribute_write_type: Append | Replace | Singleton | Static. tag_write_type and
     security_label_write_type: Append | Replace. action: Create | Delete.
-    chunk_size: items per bulk statement and per transaction. indicator_limit: a job with more
-    distinct indicators than this fails as a whole (0x1008), like ThreatConnect's per-batch cap.
+    chunk_size: items per bulk statement and per transaction (large jobs keep two in flight, so a
+    crash loses at most two chunks; 10,000 measured fastest on PostgreSQL).
+    indicator_limit: a job with more distinct indicators than this fails as a whole (0x1008), like
+    ThreatConnect's per-batch cap.
     require_group_xid: every group must carry an xid (the V2 batch rule).
     """
 
@@ -40,7 +42,7 @@ class Settings:
     attribute_write_type: str = "Append"
     tag_write_type: str = "Append"
     security_label_write_type: str = "Append"
-    chunk_size: int = 5000
+    chunk_size: int = 10_000
     indicator_limit: int | None = None
     require_group_xid: bool = False
 

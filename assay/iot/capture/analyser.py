@@ -439,7 +439,8 @@ class Analysis:
         seq = _SEQ(data, l4 + 4)[0]
         direction = self.dirs.get(addrs, _NEVER)
         if direction is _NEVER:
-            self._classify(addrs, (seq, ts, data[payload_off:end]), tally[7][6])
+            stream = tally[7][6]  # the conversation's stream number
+            self._classify(addrs, (seq, ts, data[payload_off:end]), stream)
         elif direction is not None:
             self.kept_bytes += direction.add(seq, ts, data[payload_off:end])
             if self.kept_bytes > self.opts["max_reassembly_bytes"]:

@@ -44,7 +44,7 @@ class PcapLayout(NamedTuple):
     scale: float  # seconds per unit of the fractional timestamp
     linktype: int
     size: int  # file size
-    end: int  # no record header is read at or past this offset (``max_bytes``)
+    end: int  # a record header must end by this offset (``max_bytes``) to be read
 
 
 def sniff_format(head: bytes) -> str | None:
