@@ -480,3 +480,51 @@ def test_hostile_items_of_every_kind_are_rejected_without_raising(engine: Engine
     assert_balanced(result)
     assert all(c.saved == 0 for c in result.counts.values())
     assert {e.code for e in result.errors} <= {0x1005, 0x1006, 0x1007, 0x1009}
+
+
+def _parallel_job(engine: Engine, chunk_size: int) -> Job:
+    job = Job(owner="Parallel Org", engine=engine, chunk_size=chunk_size)
+    job.group({"name": "Wave", "type": "Campaign", "xid": "wave"})
+    for index in range(2500):
+        job.indicator(
+            {
+                "summary": f"10.{index // 250}.{index % 250}.1",
+                "type": "Address",
+                "rating": index % 6,
+                "confidence": index % 101,
+                "associatedGroup": ["wave"] if index % 3 == 0 else [],
+                "tag": [f"t{index % 7}"],
+            }
+        )
+    for index in range(0, 2500, 10):  # duplicates merged with their first spelling
+        job.indicator({"summary": f"10.{index // 250}.{index % 250}.1", "type": "Address", "rating": 5})
+    job.indicator({"summary": "not an address", "type": "Address"})
+    return job
+
+
+def _natural(engine: Engine) -> tuple[set[Any], set[Any]]:
+    indicators = {
+        (r["type"], r["summary"], r["rating"], r["confidence"], tuple(r["tags"])) for r in rows(engine, Indicator)
+    }
+    by_id = {r["id"]: r["summary"] for r in rows(engine, Indicator)}
+    groups = {r["id"]: r["xid"] for r in rows(engine, Group)}
+    links = {(groups[r["group_id"]], by_id[r["indicator_id"]]) for r in rows(engine, GroupIndicator)}
+    return indicators, links
+
+
+def test_two_chunks_in_flight_store_what_one_at_a_time_stores(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("chunks go in parallel on PostgreSQL only")
+    parallel = _parallel_job(engine, chunk_size=1000).process()
+    in_parallel = _natural(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE intel_group, intel_indicator, intel_group_indicator, intel_owner RESTART IDENTITY CASCADE"
+        )
+    sequential = _parallel_job(engine, chunk_size=5000).process()
+    assert_balanced(parallel)
+    assert parallel.exit_code == sequential.exit_code == 3
+    assert {k: v for k, v in parallel.to_dict()["counts"].items()} == sequential.to_dict()["counts"]
+    assert [e["reason"] for e in parallel.to_dict()["errors"]] == [e["reason"] for e in sequential.to_dict()["errors"]]
+    assert in_parallel == _natural(engine)
+    assert len(in_parallel[0]) == 2500 and len(in_parallel[1]) == 834

@@ -10,7 +10,9 @@ a third of the server's work on a large job. Their integrity is kept by the only
 them (`assay.intel.store`, driven by `assay.intel.runner`): an association is written only with ids
 the same job just stored or read, an indicator only under the owner the job just ensured, and
 deleting an indicator or a group deletes its association rows explicitly in the same transaction
-(owners are never deleted). Readers join associations to both ends, so no dangling row is shown.
+(owners are never deleted). One race is left: a job linking an item while another job deletes it
+can leave a link to a missing row, so readers join links to both ends (as the API does) or skip
+ends they cannot find.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Set-based reads and writes of the intel tables: the fast path every job goes through.
 
 Each function takes an open `Connection` inside the caller's transaction and touches many rows per
-statement: multi-row `INSERT ... ON CONFLICT DO NOTHING ... RETURNING` (SQLAlchemy's insertmanyvalues
-batches the VALUES lists), `SELECT ... WHERE key IN (...)` and executemany `UPDATE ... WHERE id = ?`.
-PostgreSQL and SQLite are handled by the same code through their dialect `insert()` constructs.
+statement. On PostgreSQL a chunk is inserted by one `INSERT ... SELECT FROM jsonb_array_elements(...)
+RETURNING ...` whose rows travel as one JSON document (`pg_json_insert`), and stored rows are read
+back by one index probe per key, returned as one JSON document (`_pg_find`). On SQLite the same
+functions use multi-row `INSERT ... VALUES ... ON CONFLICT DO NOTHING RETURNING` and `IN (...)`.
+Updates are executemany `UPDATE ... WHERE id = ?` on both.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    any_,
     bindparam,
     delete,
     or_,
@@ -75,13 +76,6 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
-
-
-def key_in(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
-    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`, one parameter however many keys."""
-    if is_postgres(conn):
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    return column.in_(values)
 
 
 def _pg_type(sa_type: TypeEngine[Any]) -> str:
@@ -195,9 +189,8 @@ def bulk_insert(
 def refresh_statistics(conn: Connection, table: Table) -> None:
     """ANALYZE a table that a job has grown a lot, on PostgreSQL.
 
-    Without fresh statistics the planner believes a just-filled table is nearly empty, and probes
-    `key = ANY(array)` by scanning every row of the owner's type instead of the unique index: a
-    large job then slows down quadratically.
+    Look-ups by key do not depend on it (`_pg_find` probes the index per key), but other queries
+    of the job (by xid, by group name) plan better once the server knows the table's new size.
     """
     if is_postgres(conn):
         conn.exec_driver_sql(f"ANALYZE {table.name}")
