@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from assay.iot.cloud.alexa_scrape import AUDIO_SUFFIXES, import_alexa_scrape
 from assay.iot.cloud.bundle import MARKER, load_bundle
 from assay.iot.cloud.inventory import InventoryLimits, analyse_bundle
+from assay.iot.cloud.saved import ALEXA_ENDPOINTS, SMARTTHINGS_ENDPOINTS, endpoint_for, import_saved_responses
 from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
 
 _DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
@@ -44,7 +48,7 @@ class CloudAccount(Service):
     version = "1"
     stage = Stage.CORE
     category = "Forensics"
-    accepts = r"text/json|text/plain|iot/cloud"
+    accepts = r"text/json|text/plain|iot/cloud|archive/zip"
     parameters: dict[str, Any] = {
         "max_bundle_size": 128 * 1024 * 1024,
         "max_inventory": 5_000,
@@ -72,15 +76,13 @@ class CloudAccount(Service):
     def execute(self, request: FileRequest) -> Result:
         options = self.options(request.params)
         result = Result()
-        if MARKER.encode() not in request.read(_SNIFF):
+        if request.file_type == "archive/zip":
+            bundle = self._imported(request, int(options["max_bundle_size"]), result)
+        elif MARKER.encode() in request.read(_SNIFF):
+            bundle = self._bundle(request, int(options["max_bundle_size"]), result)
+        else:
             return result
-        data = request.read(int(options["max_bundle_size"]))
-        if request.size > len(data):
-            result.anomalies.append("bundle_size_limit_reached")
-            return result
-        bundle = load_bundle(data)
         if bundle is None:
-            result.anomalies.append("bundle_unreadable")
             return result
         limits = InventoryLimits(
             max_inventory=int(options["max_inventory"]),
@@ -98,6 +100,33 @@ class CloudAccount(Service):
         self._summary(result, bundle, analysis)
         self._tables(result, analysis, int(options["max_section_rows"]))
         return result
+
+    @staticmethod
+    def _bundle(request: FileRequest, limit: int, result: Result) -> dict[str, Any] | None:
+        data = request.read(limit)
+        if request.size > len(data):
+            result.anomalies.append("bundle_size_limit_reached")
+            return None
+        bundle = load_bundle(data)
+        if bundle is None:
+            result.anomalies.append("bundle_unreadable")
+        return bundle
+
+    @staticmethod
+    def _imported(request: FileRequest, limit: int, result: Result) -> dict[str, Any] | None:
+        """What examiners hold offline, as a zip: a web scrape (the DFRWS 2017 Alexa archive) or
+        saved API answers; any other zip is left to the other services."""
+        kind = offline_kind(request.path)
+        if kind is None or request.size > limit:
+            return None
+        try:
+            if kind == "alexa-scrape":
+                bundle, _recordings = import_alexa_scrape(request.path)  # the recordings: Extract's children
+                return bundle
+            return import_saved_responses(request.path, kind)
+        except (ValueError, OSError, zipfile.BadZipFile):
+            result.anomalies.append("offline_import_failed")
+            return None
 
     def _summary(self, result: Result, bundle: dict[str, Any], analysis: dict[str, Any]) -> None:
         body = {
@@ -152,4 +181,25 @@ def _host(url: Any) -> str | None:
         ipaddress.ip_address(host)
     except ValueError:
         return host
+    return None
+
+
+MAX_SNIFFED_NAMES = 10_000
+
+
+def offline_kind(path: Path) -> str | None:
+    """``alexa-scrape``, ``alexa`` or ``smartthings`` when a zip holds an offline cloud export."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [i.filename for i in archive.infolist()[:MAX_SNIFFED_NAMES] if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    jsons = [n for n in names if n.lower().endswith(".json")]
+    if not jsons:
+        return None
+    if any(n.lower().endswith(AUDIO_SUFFIXES) for n in names):
+        return "alexa-scrape"
+    for service, known in (("alexa", ALEXA_ENDPOINTS), ("smartthings", SMARTTHINGS_ENDPOINTS)):
+        if sum(endpoint_for(n, service) in known for n in jsons) >= max(1, len(jsons) // 2):
+            return service
     return None

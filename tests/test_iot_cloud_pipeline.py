@@ -1,0 +1,48 @@
+"""An offline cloud export submitted like any file: the pipeline builds its inventory and timeline."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from assay.config import load_settings
+from assay.db.models import Result, SubmissionFile
+from assay.db.session import get_engine, session_scope, upgrade
+from assay.execution.worker import Worker
+from assay.filestore import FileStore
+from assay.ingest import Intake
+
+SCRAPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
+
+
+@pytest.mark.skipif(not SCRAPE.exists(), reason="the DFRWS case data sits beside the project")
+def test_the_dfrws_alexa_scrape_becomes_a_timeline_and_its_recordings_children(tmp_path: Path) -> None:
+    with zipfile.ZipFile(SCRAPE) as archive:
+        members = [i for i in archive.infolist() if not i.is_dir()]
+    activities = [m for m in members if m.filename.lower().endswith(".json") and m.file_size > 0]
+    recordings = {Path(m.filename).name for m in members if m.filename.lower().endswith(".wav")}
+    (tmp_path / "none.ini").write_text("")
+    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={})
+    engine = get_engine(settings.database_url)
+    upgrade(engine)
+    stored = FileStore(settings.storage_path).put_bytes(SCRAPE.read_bytes())
+    with session_scope(engine) as session:
+        sid = Intake(settings).submit(session, "admin", stored, SCRAPE.name, {}, {}).sid
+    worker = Worker(settings, "cloud-worker")
+    try:
+        worker.take(1)
+    finally:
+        worker.close()
+    with session_scope(engine) as session:
+        [cloud] = session.scalars(
+            select(Result).where(Result.sha256 == stored.sha256, Result.service == "CloudAccount")
+        ).all()
+        children = {Path(n.name).name for n in session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid))}
+    data = cloud.body["data"]
+    assert data["service"] == "alexa"
+    assert len(data["timeline"]) == len(activities)
+    assert all(entry["time"] for entry in data["timeline"])
+    assert recordings <= children
