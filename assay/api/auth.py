@@ -18,6 +18,7 @@ from assay.users import Principal
 
 SESSION_COOKIE = "session"
 _CACHE_SECONDS = 30.0
+_CACHE_ENTRIES = 10_000
 _APIKEY_CACHE: dict[tuple[str, str], tuple[Principal, float]] = {}
 
 
@@ -29,6 +30,8 @@ def _from_headers(state: AppState, user: str, apikey: str) -> Principal:
         principal = users.check_apikey(session, user, apikey)
     if principal is None:
         raise ApiError(401, "Unauthorized: wrong user name or API key")
+    if len(_APIKEY_CACHE) > _CACHE_ENTRIES:
+        _APIKEY_CACHE.clear()
     _APIKEY_CACHE[(user, apikey)] = (principal, time.monotonic() + _CACHE_SECONDS)
     return principal
 
@@ -41,6 +44,8 @@ def _from_cookie(state: AppState, token: str) -> Principal:
         principal, expired = users.session_principal(session, token)
     if principal is None:
         raise ApiError(401, "Session expired" if expired else "Session not found")
+    if len(state.sessions) > _CACHE_ENTRIES:
+        state.sessions.clear()  # a bound on memory; entries are re-read from the database
     state.sessions[token] = (principal, time.monotonic() + _CACHE_SECONDS)
     return principal
 
