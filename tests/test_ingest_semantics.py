@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from assay import notify
 from assay.config import Settings, load_settings
-from assay.db.models import Ingest, Submission, SubmissionFile
+from assay.db.models import Ingest, Submission, SubmissionFile, SubmissionResult
 from assay.db.session import get_engine, session_scope, upgrade
 from assay.execution import queue
 from assay.execution.worker import Worker
@@ -25,9 +25,7 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     (tmp_path / "none.ini").write_text("")
-    settings = load_settings(
-        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"}
-    )
+    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"})
     upgrade(get_engine(settings.database_url))
     yield settings
 
@@ -119,3 +117,38 @@ def test_a_submission_that_keeps_failing_ends_failed_with_a_message(settings: Se
         [message] = notify.pop(session, "admin", "fail-q", 10)
     assert submission.state == "failed" and submission.error_count == 1
     assert message["score"] is None and "not retried" in message["failure"]
+
+
+def test_results_are_reused_for_known_files_unless_ignore_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSAY_TEST_SLOW_SECONDS", "0")
+    (tmp_path / "none.ini").write_text("")
+    settings = load_settings(
+        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_SERVICES_EXTRA_MODULES": "tests.plugins.faulty"}
+    )
+    engine = get_engine(settings.database_url)
+    upgrade(engine)
+    marker = tmp_path / "runs"
+    stored = FileStore(settings.storage_path).put_bytes(f"SLOW {marker}\n".encode())
+    worker = Worker(settings, "cache-worker")
+    keys = []
+    try:
+        for params in ({}, {}, {"ignore_cache": True}):
+            with session_scope(engine) as session:
+                selected = {"services": {"selected": ["Slow"]}, **params}
+                sid = Intake(settings).submit(session, "admin", stored, "slow.txt", {}, selected).sid
+            worker.take(1)
+            with session_scope(engine) as session:
+                submission = session.get(Submission, sid)
+                assert submission.state == "completed" and submission.max_score == 42
+                keys.append(
+                    sorted(
+                        r.result_key
+                        for r in session.scalars(select(SubmissionResult).where(SubmissionResult.sid == sid))
+                    )
+                )
+    finally:
+        worker.close()
+    assert keys[0] == keys[1] == keys[2]
+    assert len(marker.read_text().split()) == 2  # ran, reused, ran again because of ignore_cache
