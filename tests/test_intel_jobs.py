@@ -512,9 +512,8 @@ def _natural(engine: Engine) -> tuple[set[Any], set[Any]]:
     return indicators, links
 
 
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # chunks go in parallel on PostgreSQL only
 def test_two_chunks_in_flight_store_what_one_at_a_time_stores(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("chunks go in parallel on PostgreSQL only")
     parallel = _parallel_job(engine, chunk_size=1000).process()
     in_parallel = _natural(engine)
     with engine.begin() as conn:
