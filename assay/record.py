@@ -164,7 +164,9 @@ def _tree(session: Session, kept: Done) -> None:
     session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
     rows = []
     for submission, analysis in kept:
-        scores = {n.sha256: n.score for n in analysis.nodes}
+        scores: dict[str, int] = {}
+        for node in analysis.nodes:  # a repeated content is analysed once: its first node holds the score
+            scores.setdefault(node.sha256, node.score)
         rows.extend(
             {
                 "sid": submission.sid,

@@ -37,9 +37,7 @@ def submission(session: Session, sub: models.Submission) -> dict[str, Any]:
     result_keys = session.scalars(
         select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sub.sid)
     ).all()
-    error_keys = session.scalars(
-        select(models.ServiceError.key).where(models.ServiceError.sid == sub.sid)
-    ).all()
+    error_keys = session.scalars(select(models.ServiceError.key).where(models.ServiceError.sid == sub.sid)).all()
     return {
         "sid": sub.sid,
         "state": sub.state,
@@ -115,17 +113,16 @@ def error(row: models.ServiceError) -> dict[str, Any]:
 
 def tree(session: Session, sid: str) -> dict[str, Any]:
     nodes = session.scalars(
-        select(models.SubmissionFile)
-        .where(models.SubmissionFile.sid == sid)
-        .order_by(models.SubmissionFile.id)
+        select(models.SubmissionFile).where(models.SubmissionFile.sid == sid).order_by(models.SubmissionFile.id)
     ).all()
-    types = dict(
-        session.execute(
-            select(models.File.sha256, models.File.type).where(
+    known = {
+        row.sha256: row
+        for row in session.execute(
+            select(models.File.sha256, models.File.type, models.File.size).where(
                 models.File.sha256.in_({n.sha256 for n in nodes})
             )
-        ).all()
-    )
+        )
+    }
     by_parent: dict[str | None, list[models.SubmissionFile]] = defaultdict(list)
     for node in nodes:
         by_parent[node.parent].append(node)
@@ -137,9 +134,9 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
                 node.sha256,
                 {
                     "name": [],
-                    "type": types.get(node.sha256),
+                    "type": known[node.sha256].type if node.sha256 in known else None,
                     "sha256": node.sha256,
-                    "size": None,
+                    "size": known[node.sha256].size if node.sha256 in known else None,
                     "score": node.score,
                     "truncated": node.truncated,
                     "children": {},
@@ -151,31 +148,17 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
                 entry["children"] = build(node.sha256, trail | {node.sha256})
         return level
 
-    sizes = dict(
-        session.execute(
-            select(models.File.sha256, models.File.size).where(
-                models.File.sha256.in_({n.sha256 for n in nodes})
-            )
-        ).all()
-    )
-    built = build(None, frozenset())
-    _fill_sizes(built, sizes)
-    return {"tree": built, "classification": "TLP:CLEAR", "filtered": False, "partial": False}
-
-
-def _fill_sizes(level: dict[str, Any], sizes: dict[str, int]) -> None:
-    for sha, entry in level.items():
-        entry["size"] = sizes.get(sha)
-        _fill_sizes(entry["children"], sizes)
+    return {"tree": build(None, frozenset()), "classification": "TLP:CLEAR", "filtered": False, "partial": False}
 
 
 def full(session: Session, sub: models.Submission) -> dict[str, Any]:
     record = submission(session, sub)
     results = session.scalars(select(models.Result).where(models.Result.key.in_(record["results"]))).all()
     errors = session.scalars(select(models.ServiceError).where(models.ServiceError.sid == sub.sid)).all()
-    shas = {n["sha256"] for n in _walk(tree(session, sub.sid)["tree"])}
+    file_tree = tree(session, sub.sid)["tree"]
+    shas = {n["sha256"] for n in _walk(file_tree)}
     files = session.scalars(select(models.File).where(models.File.sha256.in_(shas))).all()
-    record["file_tree"] = tree(session, sub.sid)["tree"]
+    record["file_tree"] = file_tree
     record["file_infos"] = {f.sha256: file_info(f) for f in files}
     record["results"] = {r.key: result(r) for r in results}
     record["errors"] = {e.key: error(e) for e in errors}
@@ -234,9 +217,7 @@ def file_in_submission(session: Session, sid: str, sha256: str) -> dict[str, Any
     ).all()
     results = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
     errors = session.scalars(
-        select(models.ServiceError).where(
-            models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256
-        )
+        select(models.ServiceError).where(models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256)
     ).all()
     tags: dict[str, list[str]] = defaultdict(list)
     for tag_type, value in session.execute(

@@ -152,3 +152,24 @@ def test_results_are_reused_for_known_files_unless_ignore_cache(
         worker.close()
     assert keys[0] == keys[1] == keys[2]
     assert len(marker.read_text().split()) == 2  # ran, reused, ran again because of ignore_cache
+
+
+def test_a_content_found_twice_keeps_its_score_in_every_place_of_the_tree(settings: Settings) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a/eicar.com", EICAR)
+        archive.writestr("b/copy.com", EICAR)
+    engine = get_engine(settings.database_url)
+    stored = FileStore(settings.storage_path).put_bytes(buffer.getvalue())
+    with session_scope(engine) as session:
+        sid = Intake(settings).submit(session, "admin", stored, "twice.zip", {}, {}).sid
+    worker = Worker(settings, "twice-worker")
+    try:
+        worker.take(1)
+    finally:
+        worker.close()
+    with session_scope(engine) as session:
+        nodes = session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid)).all()
+    copies = [n for n in nodes if n.name in ("a/eicar.com", "b/copy.com")]
+    assert len(copies) == 2 and copies[0].sha256 == copies[1].sha256
+    assert copies[0].score == copies[1].score >= 1000
