@@ -70,6 +70,8 @@ class Supervisor:
             for worker_id, process in list(self.processes.items()):
                 if process.poll() is None or self._stop.is_set():
                     continue
+                if process.returncode == 0:  # told to stop (the server is shutting down): stays stopped
+                    continue
                 log.warning("worker %s exited with %s; restarting it", worker_id, process.returncode)
                 with session_scope(get_engine(self.settings.database_url)) as session:
                     queue.release(session, worker_id)
@@ -77,6 +79,8 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)  # no restart may race the shutdown
         for process in self.processes.values():
             process.terminate()
         deadline = time.monotonic() + 10
