@@ -91,17 +91,27 @@ def test_identical_ingests_in_flight_share_one_submission_but_each_gets_a_messag
         ids = {ingest_bytes(client, data, "f.bin", notification_queue="flight-q") for _ in range(5)}
         messages = wait_for_messages(client, "flight-q", 5)
         assert {m["ingest_id"] for m in messages} == ids
-        assert (
-            len({m["submission"]["sid"] for m in messages}) <= 2
-        )  # the first may finish before the last arrives
+        assert len({m["submission"]["sid"] for m in messages}) <= 2  # the first may finish before the last arrives
 
 
 def test_threshold_suppresses_low_scores(embedded_server: Server) -> None:
+    marker = os.urandom(4).hex()
     with embedded_server.client() as client:
-        ingest_bytes(client, unique("low"), "low.txt", notification_queue="thr-q", notification_threshold=500)
+        ingest_bytes(
+            client,
+            unique("low"),
+            "low.txt",
+            notification_queue="thr-q",
+            notification_threshold=500,
+            metadata={"case": marker},
+        )
         ingest_bytes(client, unique("any"), "any.txt", notification_queue="thr-q")
         messages = wait_for_messages(client, "thr-q", 1)
-        time.sleep(1.5)
+        query = {"query": f'metadata.case:"{marker}" AND state:completed'}
+        deadline = time.monotonic() + 60
+        while client.post("/api/v4/search/submission/", json=query).json()["api_response"]["total"] != 1:
+            assert time.monotonic() < deadline, "the low-scoring file was never analysed"
+            time.sleep(0.1)
         messages += wait_for_messages(client, "thr-q", 1, timeout=1)
         assert [m["submission"]["files"][0]["name"] for m in messages] == ["any.txt"]
 
@@ -112,9 +122,15 @@ def test_queues_are_per_user(embedded_server: Server) -> None:
     run_assay(["user", "add", "sensor2", "--role", "submitter"], embedded_server.env)
     key = run_assay(["apikey", "create", "sensor2", "k"], embedded_server.env).stdout.strip().splitlines()[-1]
     other = httpx.Client(base_url=embedded_server.url, headers={"X-USER": "sensor2", "X-APIKEY": key})
+    marker = os.urandom(4).hex()
     with embedded_server.client() as admin:
-        ingest_bytes(admin, unique("mine"), "mine.txt", notification_queue="shared-name")
-        assert wait_for_messages(other, "shared-name", 1, timeout=3) == []
+        ingest_bytes(admin, unique("mine"), "mine.txt", notification_queue="shared-name", metadata={"case": marker})
+        query = {"query": f'metadata.case:"{marker}" AND state:completed'}
+        deadline = time.monotonic() + 60
+        while admin.post("/api/v4/search/submission/", json=query).json()["api_response"]["total"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert wait_for_messages(other, "shared-name", 1, timeout=1) == []  # the message exists, but not for them
         assert len(wait_for_messages(admin, "shared-name", 1)) == 1
 
 
@@ -134,9 +150,7 @@ def test_queues_are_per_user(embedded_server: Server) -> None:
         ({"json": (None, "{}")}, 400, "bin"),
     ],
 )
-def test_malformed_ingests_get_clear_4xx(
-    embedded_server: Server, files: dict, status: int, fragment: str
-) -> None:
+def test_malformed_ingests_get_clear_4xx(embedded_server: Server, files: dict, status: int, fragment: str) -> None:
     with embedded_server.client() as client:
         response = client.post("/api/v4/ingest/", files=files)
     assert response.status_code == status
@@ -149,9 +163,7 @@ def test_json_ingest_by_sha256_and_unknown_sha256(embedded_server: Server) -> No
         ingest_bytes(client, data, "h.bin", notification_queue="hash-q")
         [message] = wait_for_messages(client, "hash-q", 1)
         sha = message["submission"]["files"][0]["sha256"]
-        again = client.post(
-            "/api/v4/ingest/", json={"sha256": sha, "name": "h2.bin", "notification_queue": "hash-q"}
-        )
+        again = client.post("/api/v4/ingest/", json={"sha256": sha, "name": "h2.bin", "notification_queue": "hash-q"})
         assert again.status_code == 200
         unknown = client.post("/api/v4/ingest/", json={"sha256": "0" * 64})
         assert unknown.status_code == 404
@@ -168,9 +180,7 @@ def test_oversized_upload_is_413(tmp_path_factory: pytest.TempPathFactory) -> No
     server.start()
     try:
         with server.client() as client:
-            response = client.post(
-                "/api/v4/ingest/", files={"json": (None, "{}"), "bin": ("big", b"x" * 5000)}
-            )
+            response = client.post("/api/v4/ingest/", files={"json": (None, "{}"), "bin": ("big", b"x" * 5000)})
         assert response.status_code == 413
         assert "File too large (5000 > 1000)" in response.json()["api_error_message"]
     finally:
@@ -217,8 +227,7 @@ def test_unknown_things_are_404_in_the_envelope(embedded_server: Server) -> None
     with embedded_server.client() as client:
         missing = client.get("/api/v4/submission/nope/")
         assert (
-            missing.status_code == 404
-            and missing.json()["api_error_message"] == "Submission ID nope does not exists."
+            missing.status_code == 404 and missing.json()["api_error_message"] == "Submission ID nope does not exists."
         )
         assert client.get(f"/api/v4/file/info/{'a' * 64}/").status_code == 404
         assert client.get("/api/v4/file/info/not-a-hash/").status_code == 400
