@@ -66,6 +66,9 @@ async def _read_fields(request: Request) -> tuple[dict[str, str], UploadFile | N
         upload = form.get("file")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return fields, upload if isinstance(upload, UploadFile) else None, form
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FIELDS * MAX_FIELD_BYTES:
+        raise ApiError(400, "the request body is too large")
     raw = await request.body()
     if len(raw) > MAX_FIELDS * MAX_FIELD_BYTES:
         raise ApiError(400, "the request body is too large")
