@@ -8,9 +8,11 @@ pays one commit for many ingests instead of one each.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -28,6 +30,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     ingest_id: str | None = None
     error: Exception | None = None
+    on_done: Callable[[_Pending], None] | None = None
 
 
 class Committer:
@@ -47,6 +50,24 @@ class Committer:
         self._queue.put(pending)
         if not pending.done.wait(timeout):
             raise Overloaded("the database did not take the ingest in time")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.ingest_id is not None
+        return pending.ingest_id
+
+    async def ingest_async(self, order: IngestOrder, timeout: float = 120.0) -> str:
+        """:meth:`ingest` for the event loop: waits without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Pending] = loop.create_future()
+
+        def settle(pending: _Pending) -> None:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(pending))
+
+        self._queue.put(_Pending(order, on_done=settle))
+        try:
+            pending = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise Overloaded("the database did not take the ingest in time") from None
         if pending.error is not None:
             raise pending.error
         assert pending.ingest_id is not None
@@ -78,3 +99,5 @@ class Committer:
         finally:
             for pending in batch:
                 pending.done.set()
+                if pending.on_done is not None:
+                    pending.on_done(pending)

@@ -126,7 +126,7 @@ def run_load(
                     for message in messages:
                         got_at[message["ingest_id"]] = now
                 if not messages:
-                    time.sleep(0.02)
+                    time.sleep(0.1)  # an idle receiver polls ten times a second
 
     stop = threading.Event()
     receiver = threading.Thread(target=receive, args=(stop,))
@@ -197,7 +197,7 @@ def store_limit(files: list[tuple[str, bytes]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--modes", default="embedded,celery-redis")
     parser.add_argument(

@@ -9,6 +9,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from assay import users
 from assay.api.envelope import ApiError
@@ -50,24 +51,31 @@ def _from_cookie(state: AppState, token: str) -> Principal:
     return principal
 
 
-def current_user(request: Request) -> Principal:
+async def current_user(request: Request) -> Principal:
+    """Answered from a short in-process cache on the event loop; the database only on a miss."""
     state = state_of(request)
     user, apikey = request.headers.get("x-user"), request.headers.get("x-apikey")
     if user and apikey:
-        return _from_headers(state, user, apikey)
+        cached = _APIKEY_CACHE.get((user, apikey))
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        return await run_in_threadpool(_from_headers, state, user, apikey)
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        return _from_cookie(state, token)
+        known = state.sessions.get(token)
+        if known and known[1] > time.monotonic():
+            return known[0]  # type: ignore[return-value]
+        return await run_in_threadpool(_from_cookie, state, token)
     raise ApiError(401, "Unauthorized: log in first (POST /api/v4/auth/login/) or send X-USER and X-APIKEY")
 
 
-def submitter(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def submitter(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.can_submit():
         raise ApiError(403, f"user {user.name} may not submit files (role {user.role})")
     return user
 
 
-def admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.is_admin():
         raise ApiError(403, f"user {user.name} is not an administrator")
     return user

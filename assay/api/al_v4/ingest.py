@@ -54,14 +54,14 @@ async def ingest(request: Request, user: Submitter) -> JSONResponse:
     state = state_of(request)
     upload = await read_upload(request, state)
     order = _order(user.name, upload)
-    ingest_id = await run_in_threadpool(_ingest, state, order)
+    ingest_id = await _ingest(state, order)
     state.work_added()
     return ok({"ingest_id": ingest_id})
 
 
-def _ingest(state: AppState, order: IngestOrder) -> str:
+async def _ingest(state: AppState, order: IngestOrder) -> str:
     try:
-        return state.committer.ingest(order)
+        return await state.committer.ingest_async(order)
     except BadParams as exc:
         raise ApiError(400, str(exc)) from None
     except Overloaded as exc:
