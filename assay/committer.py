@@ -1,6 +1,6 @@
-"""Group commit: ingests from many request threads written in shared transactions.
+"""Group commit: ingests from many concurrent requests written in shared transactions.
 
-A request thread hands its order over and waits; one writer thread takes every order waiting
+A request hands its order over and waits; one writer thread takes every order waiting
 (up to ``max_batch``), writes them in one transaction, commits once and then wakes each request
 with its ingest id or its error. Nothing is acknowledged before its commit, and a busy server
 pays one commit for many ingests instead of one each.
@@ -9,11 +9,12 @@ pays one commit for many ingests instead of one each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Pending:
     order: IngestOrder
-    done: threading.Event = field(default_factory=threading.Event)
     ingest_id: str | None = None
     error: Exception | None = None
     on_done: Callable[[_Pending], None] | None = None
@@ -44,19 +44,11 @@ class Committer:
         self._thread = threading.Thread(target=self._run, name="assay-ingest-writer", daemon=True)
         self._thread.start()
 
-    def ingest(self, order: IngestOrder, timeout: float = 120.0) -> str:
-        """Write ``order``; returns its ingest id once committed (raises what the intake raises)."""
-        pending = _Pending(order)
-        self._queue.put(pending)
-        if not pending.done.wait(timeout):
-            raise Overloaded("the database did not take the ingest in time")
-        if pending.error is not None:
-            raise pending.error
-        assert pending.ingest_id is not None
-        return pending.ingest_id
+    async def ingest(self, order: IngestOrder, timeout: float = 120.0) -> str:
+        """Write ``order``; returns its ingest id once committed (raises what the intake raises).
 
-    async def ingest_async(self, order: IngestOrder, timeout: float = 120.0) -> str:
-        """:meth:`ingest` for the event loop: waits without holding a thread."""
+        The request waits on the event loop, holding no thread.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Pending] = loop.create_future()
 
@@ -98,6 +90,6 @@ class Committer:
                 pending.ingest_id, pending.error = None, pending.error or exc
         finally:
             for pending in batch:
-                pending.done.set()
                 if pending.on_done is not None:
-                    pending.on_done(pending)
+                    with contextlib.suppress(RuntimeError):  # the waiting event loop has closed
+                        pending.on_done(pending)

@@ -61,7 +61,7 @@ async def ingest(request: Request, user: Submitter) -> JSONResponse:
 
 async def _ingest(state: AppState, order: IngestOrder) -> str:
     try:
-        return await state.committer.ingest_async(order)
+        return await state.committer.ingest(order)
     except BadParams as exc:
         raise ApiError(400, str(exc)) from None
     except Overloaded as exc:
