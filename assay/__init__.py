@@ -9,7 +9,7 @@ The few things a user imports live here::
 from __future__ import annotations
 
 __version__ = "4.5.0.assay0.1"
-__all__ = ["Client", "__version__"]
+__all__ = ["Client", "Job", "__version__"]
 
 
 def __getattr__(name: str) -> object:
