@@ -17,6 +17,12 @@ import httpx
 import psycopg
 import pytest
 
+from assay.config import Settings, load_settings
+from assay.db.session import get_engine, session_scope, upgrade
+from assay.execution.worker import Worker
+from assay.filestore import FileStore, Stored
+from assay.ingest import Intake
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PG_ADMIN = os.environ.get("ASSAY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -190,3 +196,31 @@ def ingest_bytes(client: httpx.Client, data: bytes, name: str, **description: ob
     response = client.post("/api/v4/ingest/", files={"json": (None, json.dumps(body)), "bin": (name, data)})
     assert response.status_code == 200, response.text
     return str(response.json()["api_response"]["ingest_id"])
+
+
+# -- in-process helpers: a data directory, a submission, one round of a worker -------------------
+def local_settings(root: Path, environ: dict[str, str] | None = None) -> Settings:
+    """Settings over a fresh, migrated data directory under ``root`` (no config file, only ``environ``)."""
+    (root / "none.ini").write_text("")
+    settings = load_settings(root / "none.ini", root / "data", environ=environ or {})
+    upgrade(get_engine(settings.database_url))
+    return settings
+
+
+def submit_file(
+    settings: Settings, data: bytes, name: str, metadata: dict | None = None, params: dict | None = None
+) -> tuple[str, Stored]:
+    """Store ``data`` and submit it as ``admin``; returns the sid and what was stored."""
+    stored = FileStore(settings.storage_path).put_bytes(data)
+    with session_scope(get_engine(settings.database_url)) as session:
+        sid = Intake(settings).submit(session, "admin", stored, name, metadata or {}, params or {}).sid
+    return sid, stored
+
+
+def work_once(settings: Settings, worker_id: str, limit: int = 1) -> int:
+    """One claim-and-analyse round of a worker of this process; returns how many it took."""
+    worker = Worker(settings, worker_id)
+    try:
+        return worker.take(limit)
+    finally:
+        worker.close()

@@ -11,23 +11,23 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from assay.config import load_settings
 from assay.db.models import ServiceError, Submission
-from assay.db.session import get_engine, session_scope, upgrade
+from assay.db.session import get_engine, session_scope
 from assay.execution.sandbox import Sandbox, ServiceFailure
 from assay.execution.worker import Worker
-from assay.filestore import FileStore
-from assay.ingest import Intake
 from assay.services.base import FileRequest, Result
 from tests.conftest import (
     REDIS_URL,
     drop_pg,
     free_port,
     ingest_bytes,
+    local_settings,
     make_server,
     new_pg_url,
+    submit_file,
     wait_for_messages,
 )
 
@@ -60,9 +60,7 @@ def request_for(tmp_path: Path, content: bytes) -> FileRequest:
 def test_a_misbehaving_service_costs_only_its_own_result(
     sandbox: Sandbox, tmp_path: Path, service: str, content: bytes, kind: str
 ) -> None:
-    outcome = sandbox.execute(
-        service, request_for(tmp_path, content), timeout=1.0 if kind == "timeout" else 30
-    )
+    outcome = sandbox.execute(service, request_for(tmp_path, content), timeout=1.0 if kind == "timeout" else 30)
     assert isinstance(outcome, ServiceFailure) and outcome.kind == kind
     after = sandbox.execute("Digests", request_for(tmp_path, b"fine afterwards"), timeout=30)
     assert isinstance(after, Result) and after.file_info["sha256"]
@@ -71,27 +69,22 @@ def test_a_misbehaving_service_costs_only_its_own_result(
 # -- the dispatcher, in process ------------------------------------------------------------------
 @pytest.fixture
 def local(tmp_path: Path) -> tuple:
-    settings = load_settings(
-        tmp_path / "none.ini" if (tmp_path / "none.ini").write_text("") is not None else None,
-        tmp_path / "data",
-        environ={
+    settings = local_settings(
+        tmp_path,
+        {
             "ASSAY_SERVICES_EXTRA_MODULES": PLUGIN,
             "ASSAY_LIMITS_SERVICE_TIMEOUT": "2",
             "ASSAY_LIMITS_SERVICE_MEMORY_MB": "768",
         },
     )
     engine = get_engine(settings.database_url)
-    upgrade(engine)
     worker = Worker(settings, "test-worker")
     yield settings, engine, worker
     worker.close()
 
 
 def submit(settings, engine, content: bytes, services: list[str]) -> str:
-    stored = FileStore(settings.storage_path).put_bytes(content)
-    with session_scope(engine) as session:
-        params = {"services": {"selected": services}}
-        return Intake(settings).submit(session, "admin", stored, "sample", {}, params).sid
+    return submit_file(settings, content, "sample", params={"services": {"selected": services}})[0]
 
 
 def test_failing_services_become_error_records_and_the_submission_completes(local: tuple) -> None:
@@ -165,22 +158,26 @@ def wait_for_file(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_worker_killed_mid_analysis_still_analyses_and_notifies_once(tmp_path: Path) -> None:
-    server = make_server(
-        tmp_path / "data", {"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2"}
+def start_slow_analysis(client: httpx.Client, marker: Path, queue: str) -> str:
+    """Ingest a file the Slow test service works on, and return once its analysis has begun."""
+    ingest_id = ingest_bytes(
+        client,
+        f"SLOW {marker}\n".encode(),
+        "slow.txt",
+        notification_queue=queue,
+        params={"services": {"selected": ["Slow"]}},
     )
+    wait_for_file(marker)
+    return ingest_id
+
+
+def test_worker_killed_mid_analysis_still_analyses_and_notifies_once(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "data", {"ASSAY_SERVICES_EXTRA_MODULES": PLUGIN, "ASSAY_TEST_SLOW_SECONDS": "2"})
     server.start()
     try:
         marker = tmp_path / "slow-started"
         with server.client() as client:
-            ingest_id = ingest_bytes(
-                client,
-                f"SLOW {marker}\n".encode(),
-                "slow.txt",
-                notification_queue="kill-q",
-                params={"services": {"selected": ["Slow"]}},
-            )
-            wait_for_file(marker)
+            ingest_id = start_slow_analysis(client, marker, "kill-q")
             pids = worker_pids(server.data_dir)
             assert pids
             for pid in pids:
@@ -235,17 +232,13 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
-    while (
-        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG"
-    ):
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
         assert time.monotonic() < deadline, "redis did not start"
         time.sleep(0.1)
     return process
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is a Debian package on this machine"
-)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is a Debian package on this machine")
 def test_broker_down_ingest_stays_open_and_work_runs_when_it_is_back(tmp_path: Path) -> None:
     """Answer: ingest keeps answering 200; the work waits in the database until the broker returns."""
     port = free_port()
@@ -260,10 +253,7 @@ def test_broker_down_ingest_stays_open_and_work_runs_when_it_is_back(tmp_path: P
         redis.kill()
         redis.wait()
         with server.client() as client:
-            ids = {
-                ingest_bytes(client, os.urandom(300), f"b{i}.bin", notification_queue="down-q")
-                for i in range(10)
-            }
+            ids = {ingest_bytes(client, os.urandom(300), f"b{i}.bin", notification_queue="down-q") for i in range(10)}
             time.sleep(1.5)
             redis = start_redis(port, tmp_path)
             server.start_celery_worker(concurrency=2)
@@ -291,14 +281,7 @@ def test_celery_worker_killed_mid_analysis_is_taken_over(tmp_path: Path) -> None
         first = server.start_celery_worker(concurrency=1)
         marker = tmp_path / "slow-started"
         with server.client() as client:
-            ingest_id = ingest_bytes(
-                client,
-                f"SLOW {marker}\n".encode(),
-                "slow.txt",
-                notification_queue="ckill-q",
-                params={"services": {"selected": ["Slow"]}},
-            )
-            wait_for_file(marker)
+            ingest_id = start_slow_analysis(client, marker, "ckill-q")
             os.killpg(first.pid, signal.SIGKILL)
             server.start_celery_worker(concurrency=1)
             messages = wait_for_messages(client, "ckill-q", 1, timeout=120)

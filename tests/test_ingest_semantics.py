@@ -11,23 +11,21 @@ import pytest
 from sqlalchemy import select
 
 from assay import notify
-from assay.config import Settings, load_settings
+from assay.config import Settings
 from assay.db.models import Ingest, Submission, SubmissionFile, SubmissionResult
-from assay.db.session import get_engine, session_scope, upgrade
+from assay.db.session import get_engine, session_scope
 from assay.execution import queue
 from assay.execution.worker import Worker
 from assay.filestore import FileStore
 from assay.ingest import IngestOrder, Intake, Overloaded
+from tests.conftest import local_settings, submit_file, work_once
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    (tmp_path / "none.ini").write_text("")
-    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_LIMITS_MAX_BACKLOG": "6"})
-    upgrade(get_engine(settings.database_url))
-    yield settings
+    yield local_settings(tmp_path, {"ASSAY_LIMITS_MAX_BACKLOG": "6"})
 
 
 def order(settings: Settings, data: bytes, priority: int = 150, queue_name: str = "q") -> IngestOrder:
@@ -82,14 +80,8 @@ def test_max_score_is_the_highest_file_total_including_extracted_children(settin
         archive.writestr("inner/eicar.com", EICAR)
         archive.writestr("readme.txt", b"nothing to see")
     engine = get_engine(settings.database_url)
-    stored = FileStore(settings.storage_path).put_bytes(buffer.getvalue())
-    with session_scope(engine) as session:
-        sid = Intake(settings).submit(session, "admin", stored, "bundle.zip", {}, {}).sid
-    worker = Worker(settings, "score-worker")
-    try:
-        assert worker.take(1) == 1
-    finally:
-        worker.close()
+    sid, stored = submit_file(settings, buffer.getvalue(), "bundle.zip")
+    assert work_once(settings, "score-worker") == 1
     with session_scope(engine) as session:
         submission = session.get(Submission, sid)
         nodes = session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid)).all()
@@ -107,11 +99,7 @@ def test_a_submission_that_keeps_failing_ends_failed_with_a_message(settings: Se
         session.flush()
         submission = session.scalars(select(Submission)).one()
         submission.attempts = 3  # three workers died on it before
-    worker = Worker(settings, "last-worker")
-    try:
-        worker.take(1)
-    finally:
-        worker.close()
+    work_once(settings, "last-worker")
     with session_scope(engine) as session:
         submission = session.scalars(select(Submission)).one()
         [message] = notify.pop(session, "admin", "fail-q", 10)
@@ -123,12 +111,8 @@ def test_results_are_reused_for_known_files_unless_ignore_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ASSAY_TEST_SLOW_SECONDS", "0")
-    (tmp_path / "none.ini").write_text("")
-    settings = load_settings(
-        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_SERVICES_EXTRA_MODULES": "tests.plugins.faulty"}
-    )
+    settings = local_settings(tmp_path, {"ASSAY_SERVICES_EXTRA_MODULES": "tests.plugins.faulty"})
     engine = get_engine(settings.database_url)
-    upgrade(engine)
     marker = tmp_path / "runs"
     stored = FileStore(settings.storage_path).put_bytes(f"SLOW {marker}\n".encode())
     worker = Worker(settings, "cache-worker")
@@ -160,14 +144,8 @@ def test_a_content_found_twice_keeps_its_score_in_every_place_of_the_tree(settin
         archive.writestr("a/eicar.com", EICAR)
         archive.writestr("b/copy.com", EICAR)
     engine = get_engine(settings.database_url)
-    stored = FileStore(settings.storage_path).put_bytes(buffer.getvalue())
-    with session_scope(engine) as session:
-        sid = Intake(settings).submit(session, "admin", stored, "twice.zip", {}, {}).sid
-    worker = Worker(settings, "twice-worker")
-    try:
-        worker.take(1)
-    finally:
-        worker.close()
+    sid, _ = submit_file(settings, buffer.getvalue(), "twice.zip")
+    work_once(settings, "twice-worker")
     with session_scope(engine) as session:
         nodes = session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid)).all()
     copies = [n for n in nodes if n.name in ("a/eicar.com", "b/copy.com")]

@@ -12,14 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from assay.config import Settings, load_settings
+from assay.config import Settings
 from assay.db.models import Submission
-from assay.db.session import get_engine, session_scope, upgrade
+from assay.db.session import get_engine, session_scope
 from assay.execution.worker import Worker
-from assay.filestore import FileStore
-from assay.ingest import Intake
 from assay.intel.models import FileOccurrence, Group, GroupIndicator, Indicator
-from tests.conftest import Server, run_assay
+from tests.conftest import Server, local_settings, run_assay, submit_file, work_once
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 NOTE = b"stage two from http://payload.badhost-example.com/s2.bin and mail ops@badhost-example.com\n"
@@ -27,9 +25,7 @@ NOTE = b"stage two from http://payload.badhost-example.com/s2.bin and mail ops@b
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[tuple[Settings, Worker]]:
-    (tmp_path / "none.ini").write_text("")
-    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_INTEL_OWNER": "Sensors"})
-    upgrade(get_engine(settings.database_url))
+    settings = local_settings(tmp_path, {"ASSAY_INTEL_OWNER": "Sensors"})
     worker = Worker(settings, "intel-worker")
     yield settings, worker
     worker.close()
@@ -44,10 +40,8 @@ def bundle() -> bytes:
 
 
 def submit_bundle(settings: Settings) -> str:
-    stored = FileStore(settings.storage_path).put_bytes(bundle())
-    with session_scope(get_engine(settings.database_url)) as session:
-        metadata = {"file_path": "C:\\Users\\a\\Downloads\\bundle.zip"}
-        return Intake(settings).submit(session, "admin", stored, "bundle.zip", metadata, {}).sid
+    metadata = {"file_path": "C:\\Users\\a\\Downloads\\bundle.zip"}
+    return submit_file(settings, bundle(), "bundle.zip", metadata)[0]
 
 
 def store_counts(engine) -> tuple[int, ...]:
@@ -87,17 +81,9 @@ def test_a_completed_submission_is_published_once(local: tuple[Settings, Worker]
 
 
 def test_publication_rule_threshold_and_switch(tmp_path: Path) -> None:
-    (tmp_path / "none.ini").write_text("")
-    settings = load_settings(
-        tmp_path / "none.ini", tmp_path / "data", environ={"ASSAY_INTEL_MIN_SCORE": "1000", "ASSAY_INTEL_TAG_TYPES": ""}
-    )
-    upgrade(get_engine(settings.database_url))
-    worker = Worker(settings, "threshold-worker")
-    try:
-        submit_bundle(settings)
-        worker.take(1)
-    finally:
-        worker.close()
+    settings = local_settings(tmp_path, {"ASSAY_INTEL_MIN_SCORE": "1000", "ASSAY_INTEL_TAG_TYPES": ""})
+    submit_bundle(settings)
+    work_once(settings, "threshold-worker")
     with session_scope(get_engine(settings.database_url)) as session:
         files = session.scalars(select(Indicator).where(Indicator.type == "File")).all()
     assert len(files) == 1 and files[0].rating == 5 and files[0].confidence == 100

@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assay.config import load_settings
 from assay.db.models import Result, SubmissionFile
-from assay.db.session import get_engine, session_scope, upgrade
-from assay.execution.worker import Worker
-from assay.filestore import FileStore
-from assay.ingest import Intake
+from assay.db.session import get_engine, session_scope
+from tests.conftest import local_settings, submit_file, work_once
 
 SCRAPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
 
@@ -24,18 +21,10 @@ def test_the_dfrws_alexa_scrape_becomes_a_timeline_and_its_recordings_children(t
         members = [i for i in archive.infolist() if not i.is_dir()]
     activities = [m for m in members if m.filename.lower().endswith(".json") and m.file_size > 0]
     recordings = {Path(m.filename).name for m in members if m.filename.lower().endswith(".wav")}
-    (tmp_path / "none.ini").write_text("")
-    settings = load_settings(tmp_path / "none.ini", tmp_path / "data", environ={})
+    settings = local_settings(tmp_path)
     engine = get_engine(settings.database_url)
-    upgrade(engine)
-    stored = FileStore(settings.storage_path).put_bytes(SCRAPE.read_bytes())
-    with session_scope(engine) as session:
-        sid = Intake(settings).submit(session, "admin", stored, SCRAPE.name, {}, {}).sid
-    worker = Worker(settings, "cloud-worker")
-    try:
-        worker.take(1)
-    finally:
-        worker.close()
+    sid, stored = submit_file(settings, SCRAPE.read_bytes(), SCRAPE.name)
+    work_once(settings, "cloud-worker")
     with session_scope(engine) as session:
         [cloud] = session.scalars(
             select(Result).where(Result.sha256 == stored.sha256, Result.service == "CloudAccount")

@@ -75,10 +75,7 @@ def listing(
 
 @router.get("/api/v4/safelist/check/{value}/", summary="Whether a hash or indicator is safelisted")
 def check(value: str, request: Request, user: User, kind: str | None = None) -> JSONResponse:
-    try:
-        entry = safelist.classify(value, kind)
-    except safelist.SafelistError as exc:
-        raise ApiError(400, str(exc)) from None
+    entry = _entry(value, kind)
     with session_scope(state_of(request).engine, readonly=True) as session:
         if entry.kind in ("md5", "sha1", "sha256"):
             return ok(safelist.match_file(session, {entry.kind: entry.value}))
@@ -88,11 +85,15 @@ def check(value: str, request: Request, user: User, kind: str | None = None) -> 
 
 @router.delete("/api/v4/safelist/{value}/", summary="Remove from the safelist")
 def remove(value: str, request: Request, user: Admin, kind: str | None = None) -> JSONResponse:
-    try:
-        entry = safelist.classify(value, kind)
-    except safelist.SafelistError as exc:
-        raise ApiError(400, str(exc)) from None
+    entry = _entry(value, kind)
     with session_scope(state_of(request).engine) as session:
         if not safelist.remove(session, entry):
             raise ApiError(404, f"{value} is not on the safelist")
     return ok({"success": True})
+
+
+def _entry(value: str, kind: str | None) -> safelist.Entry:
+    try:
+        return safelist.classify(value, kind)
+    except safelist.SafelistError as exc:
+        raise ApiError(400, str(exc)) from None
