@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 
 from assay.db.session import session_scope
 from assay.ingest import IngestOrder, Intake, Overloaded
-from assay.params import BadParams
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +75,18 @@ class Committer:
             self._write(batch)
 
     def _write(self, batch: list[_Pending]) -> None:
-        flights: dict[str, str] = {}
         try:
             with session_scope(self.engine) as session, session.no_autoflush:
-                for pending in batch:
-                    try:
-                        pending.ingest_id = self.intake.ingest(session, pending.order, flights)
-                    except (BadParams, Overloaded) as exc:  # raised before anything of it was written
-                        pending.error = exc
+                outcomes = self.intake.ingest_many(session, [pending.order for pending in batch])
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, str):
+                    pending.ingest_id = outcome
+                else:  # refused before anything of it was written
+                    pending.error = outcome
         except Exception as exc:
             log.exception("writing %d ingests failed", len(batch))
             for pending in batch:
-                pending.ingest_id, pending.error = None, pending.error or exc
+                pending.ingest_id, pending.error = None, exc
         finally:
             for pending in batch:
                 if pending.on_done is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ class FileStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(exist_ok=True)
+        self._prefix = secrets.token_hex(8)  # unique among the machines sharing the directory
+        self._serial = itertools.count()
+        self._known_dirs: set[Path] = set()
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.fullmatch(sha256):
@@ -57,7 +61,23 @@ class FileStore:
             return False
 
     def put_bytes(self, data: bytes, max_size: int | None = None) -> Stored:
-        return self.put_chunks([data], max_size)
+        """Store bytes already in memory: hashed first, so a blob already stored is not rewritten."""
+        if max_size is not None and len(data) > max_size:
+            raise FileTooLarge(len(data), max_size)
+        stored = Stored(
+            hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), hashlib.sha1(data).hexdigest(), len(data)
+        )
+        target = self.path(stored.sha256)
+        if not target.exists():
+            fd, tmp_name = self._temporary()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                self._move_into_place(tmp_name, target)
+            except BaseException:
+                _discard(tmp_name)
+                raise
+        return stored
 
     def put_stream(self, stream: BinaryIO, max_size: int | None = None) -> Stored:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), max_size)
@@ -66,7 +86,7 @@ class FileStore:
         """Hash while writing; refuse (and delete) once ``max_size`` is passed."""
         md5, sha1, sha256 = hashlib.md5(), hashlib.sha1(), hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        fd, tmp_name = self._temporary()
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
@@ -82,13 +102,22 @@ class FileStore:
             if target.exists():
                 os.unlink(tmp_name)
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_name, target)
+                self._move_into_place(tmp_name, target)
             return stored
         except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            _discard(tmp_name)
             raise
+
+    def _temporary(self) -> tuple[int, str]:
+        """A new file under ``tmp/``: this store's random prefix and a counter (cheaper than mkstemp)."""
+        name = str(self._tmp / f"{self._prefix}.{next(self._serial)}")
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
+
+    def _move_into_place(self, tmp_name: str, target: Path) -> None:
+        if target.parent not in self._known_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._known_dirs.add(target.parent)
+        os.replace(tmp_name, target)
 
     def describe(self, sha256: str) -> Stored:
         """Digests and size of a stored blob (read, not rewritten)."""
@@ -107,3 +136,8 @@ class FileStore:
     def delete(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(sha256).unlink()
+
+
+def _discard(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from assay import notify
@@ -22,7 +22,7 @@ from assay.db import models
 from assay.db.base import utcnow
 from assay.filestore import Stored
 from assay.ids import new_id
-from assay.params import Params, flatten_metadata, parse_params, priority_bucket, scan_key
+from assay.params import BadParams, Params, flatten_metadata, parse_params, priority_bucket, scan_key
 
 
 class Overloaded(RuntimeError):
@@ -57,102 +57,91 @@ class Intake:
         self._backlog_lock = threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------------
-    def ingest(self, session: Session, order: IngestOrder, flights: dict[str, str] | None = None) -> str:
-        """Write one ingest; ``flights`` (scan key -> sid) joins identical ingests written in the
-        same transaction that queries cannot see yet."""
+    def ingest(self, session: Session, order: IngestOrder) -> str:
+        """Write one ingest and return its id (raises :class:`BadParams` or :class:`Overloaded`)."""
+        [outcome] = self.ingest_many(session, [order])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def ingest_many(self, session: Session, orders: list[IngestOrder]) -> list[str | BadParams | Overloaded]:
+        """Write many ingests in a handful of statements: an ingest id, or why one was refused.
+
+        Identical ingests of the batch join one submission, as they would across batches.
+        """
+        planned: list[_Planned | BadParams] = []
+        for order in orders:
+            try:
+                planned.append(self._plan(order))
+            except BadParams as exc:
+                planned.append(exc)
+        backlog = self.backlog(session)
+        if backlog >= self.max_backlog:
+            refusal = Overloaded(f"{backlog} submissions are waiting; try again later")
+            return [plan if isinstance(plan, BadParams) else refusal for plan in planned]
+        rows = _Rows()
+        earlier = self._earlier(session, {plan.key for plan in planned if isinstance(plan, _Planned)})
+        for plan in planned:
+            if isinstance(plan, _Planned):
+                self._place(plan, backlog, earlier, rows)
+        rows.write(session)
+        self._count_new(len(rows.submissions))
+        return [plan if isinstance(plan, BadParams) else plan.ingest_id for plan in planned]
+
+    def _plan(self, order: IngestOrder) -> _Planned:
         params = self._ingest_params(order)
         metadata = self._metadata(order.metadata)
         ingest_id = new_id()
         now = utcnow()
         metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": notify.iso(now)})
-        key = scan_key(params, order.stored.sha256)
-        message = {
-            "ingest_id": ingest_id,
-            "ingest_time": notify.iso(now),
-            "notify_time": None,
-            "score": None,
-            "failure": "",
-            "retries": 0,
-            "submission": {
-                "sid": None,
-                "time": notify.iso(now),
-                "files": [{"name": order.name, "size": order.stored.size, "sha256": order.stored.sha256}],
-                "metadata": metadata,
-                "notification": {"queue": order.queue, "threshold": order.threshold},
-                "params": params.model_dump(),
-                "scan_key": key,
-            },
-        }
-        backlog = self.backlog(session)
-        if backlog >= self.max_backlog:
-            raise Overloaded(f"{backlog} submissions are waiting; try again later")
-        skipped = self._should_skip(params, backlog)
-        sid, score = (None, None) if skipped else self._attach(session, params, key, order, metadata, flights)
-        message["submission"]["sid"] = sid
-        ingest = models.Ingest(
-            ingest_id=ingest_id,
-            user=order.user,
-            queue=order.queue,
-            threshold=order.threshold,
-            sid=sid,
-            message=message,
-            created=now,
-        )
-        session.add(ingest)
-        if skipped:
-            notify.finish_ingest(session, ingest, None, "Skipped")
-        elif score is not None:
-            notify.finish_ingest(session, ingest, score, "")
-        return ingest_id
+        return _Planned(order, params, metadata, scan_key(params, order.stored.sha256), ingest_id, now)
+
+    def _place(self, plan: _Planned, backlog: int, earlier: dict[str, _Earlier], rows: _Rows) -> None:
+        """Decide which submission answers ``plan`` and add the rows that say so."""
+        score: int | None = None
+        failure = ""
+        if self._should_skip(plan.params, backlog):
+            sid, failure = None, "Skipped"
+        else:
+            found = earlier.setdefault(plan.key, _Earlier())
+            cached = None if plan.params.ignore_cache else found.cached
+            if cached is not None:
+                sid, score = cached
+            elif found.flight is not None:
+                sid = found.flight
+            else:
+                sid = rows.add_submission(self._submission_row(plan))
+                found.flight = sid
+        rows.add_ingest(plan, sid, score, failure, finished=failure != "" or score is not None)
 
     def _should_skip(self, params: Params, backlog: int) -> bool:
         """Under heavy load, low-priority work that may be dropped is dropped (with a message)."""
         return not params.never_drop and priority_bucket(params.priority) == "low" and backlog > self.max_backlog // 2
 
-    def _attach(
-        self,
-        session: Session,
-        params: Params,
-        key: str,
-        order: IngestOrder,
-        metadata: dict[str, str],
-        flights: dict[str, str] | None,
-    ) -> tuple[str, int | None]:
-        """The sid that answers this ingest, and its score when it is already known."""
-        flights = {} if flights is None else flights
-        if key in flights:
-            return flights[key], None
-        flight, cached = self._earlier(session, key, params.ignore_cache)
-        if cached is not None:
-            return cached
-        if flight is not None:
-            return flight, None
-        submission = self._new_submission(session, order.user, order.stored, order.name, metadata, params, key)
-        flights[key] = submission.sid
-        return submission.sid, None
-
-    def _earlier(
-        self, session: Session, key: str, ignore_cache: bool
-    ) -> tuple[str | None, tuple[str, int] | None]:
-        """An identical submission in flight, and a recent one to complete from (one query)."""
+    def _earlier(self, session: Session, keys: set[str]) -> dict[str, _Earlier]:
+        """For each scan key: an identical submission in flight, and a recent one to complete from."""
+        if not keys:
+            return {}
         table = models.Submission.__table__
         rows = session.execute(
-            select(table.c.sid, table.c.state, table.c.completed, table.c.error_count, table.c.max_score)
-            .where(table.c.scan_key == key, table.c.state.in_(("submitted", "completed")))
+            select(
+                table.c.scan_key, table.c.sid, table.c.state, table.c.completed, table.c.error_count, table.c.max_score
+            )
+            .where(table.c.scan_key.in_(sorted(keys)), table.c.state.in_(("submitted", "completed")))
             .order_by(table.c.created.desc())
-            .limit(20)
+            .limit(20 * len(keys))
         ).all()
         now = utcnow()
-        flight = next((row.sid for row in rows if row.state == "submitted"), None)
-        if ignore_cache:
-            return flight, None
+        found: dict[str, _Earlier] = {}
         for row in rows:
-            if row.state != "completed" or row.completed is None:
-                continue
-            fresh_for = self.cache_ttl if row.error_count == 0 else self.error_ttl
-            if row.completed >= now - fresh_for:
-                return flight, (row.sid, row.max_score)
-        return flight, None
+            earlier = found.setdefault(row.scan_key, _Earlier())
+            if row.state == "submitted":
+                earlier.flight = earlier.flight or row.sid
+            elif earlier.cached is None and row.completed is not None:
+                fresh_for = self.cache_ttl if row.error_count == 0 else self.error_ttl
+                if row.completed >= now - fresh_for:
+                    earlier.cached = (row.sid, row.max_score)
+        return found
 
     def _ingest_params(self, order: IngestOrder) -> Params:
         params = parse_params(order.params)
@@ -185,45 +174,38 @@ class Intake:
             params.description = f"Inspection of file: {name}"
         if self.backlog(session) >= self.max_backlog:
             raise Overloaded("too many submissions are waiting; try again later")
-        flat = self._metadata(metadata)
-        return self._new_submission(session, user, stored, name, flat, params, scan_key(params, stored.sha256))
-
-    def _new_submission(
-        self,
-        session: Session,
-        user: str,
-        stored: Stored,
-        name: str,
-        metadata: dict[str, str],
-        params: Params,
-        key: str,
-    ) -> models.Submission:
-        now = utcnow()
-        submission = models.Submission(
-            sid=new_id(),
-            user=user,
-            state="submitted",
-            priority=params.priority,
-            scan_key=key,
-            sha256=stored.sha256,
-            name=name,
-            size=stored.size,
-            params=params.model_dump(),
-            meta=metadata,
-            classification=params.classification,
-            created=now,
-            expiry=now + timedelta(days=params.ttl) if params.ttl else None,
-            attempts=0,
-            max_score=0,
-            file_count=0,
-            error_count=0,
-        )
-        session.add(submission)
-        session.add_all(models.SubmissionMeta(sid=submission.sid, key=k[:256], value=v) for k, v in metadata.items())
-        with self._backlog_lock:
-            checked, count = self._backlog
-            self._backlog = (checked, count + 1)
+        order = IngestOrder(user, stored, name)
+        plan = _Planned(order, params, self._metadata(metadata), scan_key(params, stored.sha256), "", utcnow())
+        rows = _Rows()
+        sid = rows.add_submission(self._submission_row(plan))
+        rows.write(session)
+        self._count_new(1)
+        submission = session.get(models.Submission, sid)
+        assert submission is not None
         return submission
+
+    def _submission_row(self, plan: _Planned) -> dict[str, Any]:
+        params = plan.params
+        return {
+            "sid": new_id(),
+            "user": plan.order.user,
+            "state": "submitted",
+            "priority": params.priority,
+            "scan_key": plan.key,
+            "sha256": plan.order.stored.sha256,
+            "name": plan.order.name,
+            "size": plan.order.stored.size,
+            "params": params.model_dump(),
+            "metadata": plan.metadata,
+            "classification": params.classification,
+            "created": plan.now,
+            "expiry": plan.now + timedelta(days=params.ttl) if params.ttl else None,
+        }
+
+    def _count_new(self, count: int) -> None:
+        with self._backlog_lock:
+            checked, waiting = self._backlog
+            self._backlog = (checked, waiting + count)
 
     def backlog(self, session: Session) -> int:
         """Submissions waiting for a worker, counted at most once a second."""
@@ -240,3 +222,96 @@ class Intake:
         with self._backlog_lock:
             self._backlog = (time.monotonic(), count)
         return count
+
+
+@dataclass
+class _Planned:
+    """An order validated and keyed, ready to be written."""
+
+    order: IngestOrder
+    params: Params
+    metadata: dict[str, str]
+    key: str
+    ingest_id: str
+    now: datetime
+
+
+@dataclass
+class _Earlier:
+    """What the database, or the batch being written, already holds for one scan key."""
+
+    flight: str | None = None
+    cached: tuple[str, int] | None = None
+
+
+@dataclass
+class _Rows:
+    """The rows of one batch, inserted table by table in a few statements."""
+
+    submissions: list[dict[str, Any]] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
+    ingests: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_submission(self, row: dict[str, Any]) -> str:
+        self.submissions.append(row)
+        self.meta.extend({"sid": row["sid"], "key": key, "value": value} for key, value in row["metadata"].items())
+        return str(row["sid"])
+
+    def add_ingest(self, plan: _Planned, sid: str | None, score: int | None, failure: str, finished: bool) -> None:
+        order = plan.order
+        message = _message(plan, sid)
+        state = "waiting"
+        if finished:
+            message = notify.finished_message(message, score, failure, plan.now)
+            state = "dropped" if failure else "notified"
+            if order.queue and not notify.suppressed(order.threshold, score):
+                self.notifications.append(
+                    {"user": order.user, "queue": order.queue, "message": message, "created": plan.now}
+                )
+        self.ingests.append(
+            {
+                "ingest_id": plan.ingest_id,
+                "user": order.user,
+                "queue": order.queue,
+                "threshold": order.threshold,
+                "sid": sid,
+                "state": state,
+                "failure": failure,
+                "message": message,
+                "created": plan.now,
+            }
+        )
+
+    def write(self, session: Session) -> None:
+        tables = (
+            (models.Submission, self.submissions),
+            (models.SubmissionMeta, self.meta),
+            (models.Ingest, self.ingests),
+            (models.Notification, self.notifications),
+        )
+        for model, rows in tables:
+            if rows:
+                session.execute(insert(model.__table__), rows)
+
+
+def _message(plan: _Planned, sid: str | None) -> dict[str, Any]:
+    """The notification message as Assemblyline shapes it; completion fills in score and failure."""
+    order, when = plan.order, notify.iso(plan.now)
+    return {
+        "ingest_id": plan.ingest_id,
+        "ingest_time": when,
+        "notify_time": None,
+        "score": None,
+        "failure": "",
+        "retries": 0,
+        "submission": {
+            "sid": sid,
+            "time": when,
+            "files": [{"name": order.name, "size": order.stored.size, "sha256": order.stored.sha256}],
+            "metadata": plan.metadata,
+            "notification": {"queue": order.queue, "threshold": order.threshold},
+            "params": plan.params.model_dump(),
+            "scan_key": plan.key,
+        },
+    }

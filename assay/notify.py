@@ -41,7 +41,7 @@ def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]])
     updates, messages = [], []
     for row in waiting:
         score, failure = outcomes[row.sid]
-        message = _finished_message(row.message, score, failure, now)
+        message = finished_message(row.message, score, failure, now)
         updates.append(
             {
                 "b_id": row.ingest_id,
@@ -50,7 +50,7 @@ def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]])
                 "b_message": message,
             }
         )
-        if row.queue and not _suppressed(row.threshold, score):
+        if row.queue and not suppressed(row.threshold, score):
             messages.append({"user": row.user, "queue": row.queue, "message": message, "created": now})
     session.execute(
         update(table)
@@ -63,20 +63,11 @@ def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]])
     return len(waiting)
 
 
-def _finished_message(message: dict[str, Any], score: int | None, failure: str, now: datetime) -> dict[str, Any]:
+def finished_message(message: dict[str, Any], score: int | None, failure: str, now: datetime) -> dict[str, Any]:
     return {**message, "score": score, "failure": failure, "notify_time": iso(now)}
 
 
-def finish_ingest(session: Session, ingest: models.Ingest, score: int | None, failure: str) -> None:
-    message = _finished_message(ingest.message, score, failure, utcnow())
-    ingest.message = message
-    ingest.state = "dropped" if failure else "notified"
-    ingest.failure = failure
-    if ingest.queue and not _suppressed(ingest.threshold, score):
-        session.add(models.Notification(user=ingest.user, queue=ingest.queue, message=message, created=utcnow()))
-
-
-def _suppressed(threshold: int | None, score: int | None) -> bool:
+def suppressed(threshold: int | None, score: int | None) -> bool:
     """Below-threshold results are not sent; failures (score None) always are."""
     return threshold is not None and score is not None and score < threshold
 

@@ -157,6 +157,46 @@ def test_malformed_ingests_get_clear_4xx(embedded_server: Server, files: dict, s
     assert fragment.lower() in response.json()["api_error_message"].lower()
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "fragment"),
+    [
+        ("multipart/form-data", b"--x\r\n\r\nz\r\n--x--\r\n", "boundary"),
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=bin", "closing boundary"),
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nz\r\n--x--", "name"),
+        ("multipart/form-data; boundary=x", b"--x\r\nno-blank-line\r\n--x--\r\n", "end of headers"),
+        ("multipart/form-data; boundary=x", b"--x\r\n" * 20 + b"--x--", "parts"),
+    ],
+)
+def test_broken_multipart_bodies_get_clear_400(
+    embedded_server: Server, content_type: str, body: bytes, fragment: str
+) -> None:
+    with embedded_server.client() as client:
+        response = client.post("/api/v4/ingest/", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+    assert fragment in response.json()["api_error_message"]
+
+
+def test_a_quoted_boundary_and_a_large_streamed_upload_are_both_read(embedded_server: Server) -> None:
+    small = unique("quoted") + b"\r\n--not-the-boundary\r\n"
+    body = (
+        b'--"q"\r\nContent-Disposition: form-data; name="json"\r\n\r\n{"notification_queue": "sizes"}\r\n'
+        b'--"q"\r\nContent-Disposition: form-data; name="bin"; filename="q.bin"\r\n\r\n' + small + b'\r\n--"q"--\r\n'
+    )
+    large = unique("large") * ((3 << 20) // len(unique("large")))  # past the in-memory size: streamed to disk
+    with embedded_server.client() as client:
+        quoted = client.post(
+            "/api/v4/ingest/",
+            content=body.replace(b'"q"', b"q"),
+            headers={"Content-Type": 'multipart/form-data; boundary="q"'},
+        )
+        assert quoted.status_code == 200, quoted.text
+        ingest_bytes(client, large, "large.bin", notification_queue="sizes")
+        messages = wait_for_messages(client, "sizes", 2)
+    sizes = sorted(message["submission"]["files"][0]["size"] for message in messages)
+    assert sizes == sorted([len(small), len(large)])
+    assert {m["submission"]["files"][0]["name"] for m in messages} == {"q.bin", "large.bin"}
+
+
 def test_json_ingest_by_sha256_and_unknown_sha256(embedded_server: Server) -> None:
     data = unique("by-hash")
     with embedded_server.client() as client:

@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from assay.api.envelope import ApiError
 from assay.api.state import AppState
 from assay.filestore import FileTooLarge, Stored
 
 MAX_JSON = 4 << 20
+SMALL_BODY = 1 << 20  # read whole and parsed in place; larger bodies are streamed to disk
+MAX_PARTS = 8
 
 
 @dataclass
@@ -42,6 +46,9 @@ async def read_upload(request: Request, state: AppState) -> Upload:
 
 
 async def _multipart(request: Request, state: AppState, limit: int) -> Upload:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= SMALL_BODY:
+        return await _small_multipart(request, state, limit)
     try:
         form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_JSON)
     except Exception as exc:  # malformed multipart of any kind is the caller's error
@@ -56,6 +63,77 @@ async def _multipart(request: Request, state: AppState, limit: int) -> Upload:
     finally:
         await form.close()
     return Upload(body, stored, name)
+
+
+async def _small_multipart(request: Request, state: AppState, limit: int) -> Upload:
+    """A body that fits in memory (what sensors send almost always): split in place and stored
+    on the event loop, without spooling the file part or hopping to a thread."""
+    raw = await _read_capped(request, SMALL_BODY)
+    parts = split_multipart(raw, _boundary(request.headers.get("content-type", "")))
+    body = _parse_json_text(parts["json"][1].decode("utf-8", "replace") if "json" in parts else "{}")
+    if "bin" not in parts or parts["bin"][0] is None:
+        raise ApiError(400, "the multipart body has no file part named 'bin'")
+    filename, data = parts["bin"]
+    if not data:
+        raise ApiError(400, "File empty. Ingestion failed")
+    if len(data) > limit:
+        raise ApiError(413, f"File too large ({len(data)} > {limit})")
+    stored = state.store.put_bytes(data)
+    return Upload(body, stored, _name(body, filename or stored.sha256))
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise ApiError(400, "the body is longer than its Content-Length")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def _boundary(content_type: str) -> bytes:
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary", b"")
+    if not boundary or len(boundary) > 200:
+        raise ApiError(400, "the multipart Content-Type names no usable boundary")
+    return boundary
+
+
+def split_multipart(raw: bytes, boundary: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Parts of a ``multipart/form-data`` body by field name: (filename or None, content).
+
+    The boundary cannot occur inside a part (RFC 2046), so splitting on it is exact.
+    """
+    pieces = (b"\r\n" + raw).split(b"\r\n--" + boundary)
+    if len(pieces) < 2 or not pieces[-1].startswith(b"--"):
+        raise ApiError(400, "could not read the multipart body: it does not end with its closing boundary")
+    if len(pieces) > MAX_PARTS + 2:
+        raise ApiError(400, f"could not read the multipart body: more than {MAX_PARTS} parts")
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for piece in pieces[1:-1]:
+        head_end = piece.find(b"\r\n\r\n")
+        if head_end < 0:
+            raise ApiError(400, "could not read the multipart body: a part has no end of headers")
+        name, filename = _disposition(piece[:head_end])
+        parts.setdefault(name, (filename, piece[head_end + 4 :]))
+    return parts
+
+
+def _disposition(head: bytes) -> tuple[str, str | None]:
+    for line in head.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-disposition":
+            _, options = parse_options_header(value.strip())
+            if b"name" in options:
+                filename = options.get(b"filename")
+                return options[b"name"].decode("utf-8", "replace"), (
+                    None if filename is None else filename.decode("utf-8", "replace")
+                )
+    raise ApiError(400, "could not read the multipart body: a part has no Content-Disposition name")
 
 
 def _store_upload(state: AppState, upload: UploadFile, limit: int) -> Stored:
