@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
 from assay.db.session import session_scope
-from assay.execution.sandbox import Sandbox, ServiceFailure
+from assay.execution.sandbox import Call, Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
 from assay.provisions import Provisions
@@ -153,18 +154,44 @@ class Dispatcher:
         crashes: dict[tuple[str, str], int],
         analysis: Analysis,
     ) -> list[tuple[str, str, int]]:
+        """Run the services on one file stage by stage: a stage sees what earlier stages found,
+        and its services go to the sandbox together."""
         path = self.store.path(node.sha256)
         node.size = path.stat().st_size
         info: dict[str, Any] = analysis.files.setdefault(node.sha256, {"size": node.size, "sha256": node.sha256})
         children: list[tuple[str, str, int]] = []
         cached = {} if params.ignore_cache else self._cached_results(node.sha256)
         dropped = False
-        for service in services:
-            if dropped and service.stage > Stage.FILTER:
+        for stage, staged in itertools.groupby(services, key=lambda service: service.stage):
+            if dropped and stage > Stage.FILTER:
                 break
-            if service.stage == Stage.FILTER and params.ignore_filtering:
+            if stage == Stage.FILTER and params.ignore_filtering:
                 continue
-            file_type = info.get("type", "unknown")
+            planned = self._plan_stage(node, path, params, list(staged), info, crashes, cached, analysis)
+            for stored in self._run_stage(node, planned, analysis):
+                info.update(stored.body.get("file_info", {}))
+                node.score += stored.score
+                children.extend((name, sha, size) for name, sha, size in stored.body.get("children", []))
+                dropped = dropped or bool(stored.body.get("drop_file"))
+        self._clear_scratch()
+        return children
+
+    def _plan_stage(
+        self,
+        node: FileNode,
+        path: Path,
+        params: Params,
+        services: list[Service],
+        info: dict[str, Any],
+        crashes: dict[tuple[str, str], int],
+        cached: dict[str, StoredResult],
+        analysis: Analysis,
+    ) -> list[tuple[Service, str, StoredResult | Call]]:
+        """For each service of a stage that should run: its result key, and its cached result or
+        the sandbox call that makes it."""
+        file_type = info.get("type", "unknown")
+        planned: list[tuple[Service, str, StoredResult | Call]] = []
+        for service in services:
             if service.stage != Stage.IDENTIFY and not service.accepts_type(file_type):
                 continue
             if crashes.get((node.sha256, service.name), 0) >= self.attempts:
@@ -175,35 +202,42 @@ class Dispatcher:
             options = service.options(params.service_spec.get(service.name))
             provided, key_view = self.provisions.for_service(service, params, info)
             key = result_key(node.sha256, service, options | key_view | {"deep_scan": params.deep_scan})
-            stored = cached.get(key)
-            if stored is None:
-                request = FileRequest(
-                    path=path,
-                    sha256=node.sha256,
-                    name=node.name,
-                    size=node.size,
-                    file_type=file_type,
-                    mime=info.get("mime", "application/octet-stream"),
-                    params=options | provided,
-                    depth=node.depth,
-                    deep_scan=params.deep_scan,
-                    workdir=self.scratch,
-                )
-                outcome = self.sandbox.execute(service.name, request, min(self.timeout, service.timeout))
-                if isinstance(outcome, ServiceFailure):
-                    analysis.errors.append(ErrorRecord(node.sha256, service.name, outcome.kind, outcome.message))
-                    if outcome.kind in {"crash", "timeout"}:
-                        analysis.crashes.append((node.sha256, service.name))
-                    continue
-                stored = self._store_result(key, node, service, outcome, analysis)
-            else:
-                analysis.results.append(stored)
-            info.update(stored.body.get("file_info", {}))
-            node.score += stored.score
-            children.extend((name, sha, size) for name, sha, size in stored.body.get("children", []))
-            dropped = dropped or bool(stored.body.get("drop_file"))
-        self._clear_scratch()
-        return children
+            request = FileRequest(
+                path=path,
+                sha256=node.sha256,
+                name=node.name,
+                size=node.size,
+                file_type=file_type,
+                mime=info.get("mime", "application/octet-stream"),
+                params=options | provided,
+                depth=node.depth,
+                deep_scan=params.deep_scan,
+                workdir=self.scratch,
+            )
+            call = Call(service.name, request, min(self.timeout, service.timeout))
+            planned.append((service, key, cached.get(key) or call))
+        return planned
+
+    def _run_stage(
+        self, node: FileNode, planned: list[tuple[Service, str, StoredResult | Call]], analysis: Analysis
+    ) -> list[StoredResult]:
+        """The stage's results in service order: cached ones as they are, the rest from one sandbox trip."""
+        calls = [step for _, _, step in planned if isinstance(step, Call)]
+        outcomes = iter(self.sandbox.execute_many(calls) if calls else [])
+        results: list[StoredResult] = []
+        for service, key, step in planned:
+            if isinstance(step, StoredResult):
+                analysis.results.append(step)
+                results.append(step)
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, ServiceFailure):
+                analysis.errors.append(ErrorRecord(node.sha256, service.name, outcome.kind, outcome.message))
+                if outcome.kind in {"crash", "timeout"}:
+                    analysis.crashes.append((node.sha256, service.name))
+                continue
+            results.append(self._store_result(key, node, service, outcome, analysis))
+        return results
 
     def _clear_scratch(self) -> None:
         """Empty the scratch directory services extract into (most files leave nothing there)."""

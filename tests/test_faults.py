@@ -16,7 +16,7 @@ import pytest
 
 from assay.db.models import ServiceError, Submission
 from assay.db.session import get_engine, session_scope
-from assay.execution.sandbox import Sandbox, ServiceFailure
+from assay.execution.sandbox import Call, Sandbox, ServiceFailure
 from assay.execution.worker import Worker
 from assay.services.base import FileRequest, Result
 from tests.conftest import (
@@ -64,6 +64,24 @@ def test_a_misbehaving_service_costs_only_its_own_result(
     assert isinstance(outcome, ServiceFailure) and outcome.kind == kind
     after = sandbox.execute("Digests", request_for(tmp_path, b"fine afterwards"), timeout=30)
     assert isinstance(after, Result) and after.file_info["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("service", "content", "kind"), [("Hanger", b"HANG\n", "timeout"), ("Crasher", b"CRASH\n", "crash")]
+)
+def test_calls_sent_together_keep_answers_before_a_failure_and_run_those_after_it(
+    sandbox: Sandbox, tmp_path: Path, service: str, content: bytes, kind: str
+) -> None:
+    bad = request_for(tmp_path, content)
+    good = tmp_path / "good"
+    good.write_bytes(b"a file every service is fine with")
+    fine = FileRequest(path=good, sha256="0" * 64, name="good", size=good.stat().st_size)
+    calls = [Call("Digests", fine, 30), Call(service, bad, 1.0), Call("Raiser", fine, 30), Call("Digests", fine, 30)]
+    first, failed, quiet, last = sandbox.execute_many(calls)
+    assert isinstance(first, Result) and isinstance(last, Result)
+    assert first.file_info["sha256"] == last.file_info["sha256"]
+    assert isinstance(failed, ServiceFailure) and failed.kind == kind and service in failed.message
+    assert isinstance(quiet, Result)  # Raiser acts only on RAISE files
 
 
 # -- the dispatcher, in process ------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Runs services in a child process, so a crash, a hang or a memory blow-up costs only the child.
 
-The parent sends one (service, request) at a time and waits at most the service's time limit.
-The child has an address-space limit. When the child dies or overruns, the parent kills it,
-reports a :class:`ServiceFailure` and starts a fresh child for the next call.
+The parent sends the calls of one stage together; the child answers each as soon as it is done,
+and the parent waits at most each service's own time limit for its answer. The child has an
+address-space limit. When the child dies or overruns, the parent kills it, reports a
+:class:`ServiceFailure` for that call and runs the calls left in a fresh child.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from assay.services.base import FileRequest, Result
 
 _CONTEXT = multiprocessing.get_context("spawn")
 STARTUP_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Call:
+    """One service to run on one file, with the longest it may take."""
+
+    service: str
+    request: FileRequest
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,8 @@ def _child_main(conn: Connection, memory_mb: int, extra_modules: tuple[str, ...]
             return
         if message is None:
             return
-        name, request = message
-        conn.send(_run_one(registry, name, request))
+        for name, request in message:
+            conn.send(_run_one(registry, name, request))
 
 
 def _run_one(registry: Any, name: str, request: FileRequest) -> Result | ServiceFailure:
@@ -84,22 +94,44 @@ class Sandbox:
         return parent
 
     def execute(self, service: str, request: FileRequest, timeout: float) -> Result | ServiceFailure:
-        try:
-            conn = self._conn or self._start()
-        except (EOFError, OSError, RuntimeError) as exc:
-            self._kill()
-            return ServiceFailure("crash", f"could not start the sandbox: {exc}")
-        try:
-            conn.send((service, request))
-            if not conn.poll(timeout):
+        return self.execute_many([Call(service, request, timeout)])[0]
+
+    def execute_many(self, calls: list[Call]) -> list[Result | ServiceFailure]:
+        """Outcomes of ``calls``, in order, for the price of one round trip when nothing fails."""
+        outcomes: list[Result | ServiceFailure] = []
+        while len(outcomes) < len(calls):
+            left = calls[len(outcomes) :]
+            try:
+                conn = self._conn or self._start()
+            except (EOFError, OSError, RuntimeError) as exc:
                 self._kill()
-                return ServiceFailure("timeout", f"{service} did not finish within {timeout:g} s")
-            answer = conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            code = self._process.exitcode if self._process is not None else None
-            self._kill()
-            return ServiceFailure("crash", f"{service} crashed its process (exit code {code})")
-        return answer
+                failure = ServiceFailure("crash", f"could not start the sandbox: {exc}")
+                return outcomes + [failure] * len(left)
+            try:
+                conn.send([(call.service, call.request) for call in left])
+            except (OSError, BrokenPipeError):
+                self._kill()
+                continue  # the child had died since the last calls: start a fresh one
+            outcomes.extend(self._answers(conn, left))
+        return outcomes
+
+    def _answers(self, conn: Connection, calls: list[Call]) -> list[Result | ServiceFailure]:
+        """Answers as they arrive; stops after the first call that hangs or kills the child."""
+        answers: list[Result | ServiceFailure] = []
+        for call in calls:
+            try:
+                if not conn.poll(call.timeout):
+                    self._kill()
+                    return [
+                        *answers,
+                        ServiceFailure("timeout", f"{call.service} did not finish within {call.timeout:g} s"),
+                    ]
+                answers.append(conn.recv())
+            except (EOFError, OSError, BrokenPipeError):
+                code = self._process.exitcode if self._process is not None else None
+                self._kill()
+                return [*answers, ServiceFailure("crash", f"{call.service} crashed its process (exit code {code})")]
+        return answers
 
     def _kill(self) -> None:
         if self._process is not None and self._process.pid is not None:
