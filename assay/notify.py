@@ -72,17 +72,22 @@ def suppressed(threshold: int | None, score: int | None) -> bool:
     return threshold is not None and score is not None and score < threshold
 
 
+_QUEUE = (models.Notification.user == bindparam("user")) & (models.Notification.queue == bindparam("queue"))
+_PEEK = select(models.Notification.id).where(_QUEUE).limit(1)
+_OLDEST = select(models.Notification.id, models.Notification.message).where(_QUEUE).order_by(models.Notification.id)
+
+
+def waiting(session: Session, user: str, queue: str) -> bool:
+    """Whether ``user``'s ``queue`` holds a message (a read, for polls that mostly find nothing)."""
+    return session.execute(_PEEK, {"user": user, "queue": queue}).first() is not None
+
+
 def pop(session: Session, user: str, queue: str, count: int) -> list[dict[str, Any]]:
     """Remove and return up to ``count`` of the oldest messages of ``user``'s ``queue``."""
-    query = (
-        select(models.Notification.id, models.Notification.message)
-        .where(models.Notification.user == user, models.Notification.queue == queue)
-        .order_by(models.Notification.id)
-        .limit(max(1, min(count, MAX_PAGE)))
-    )
+    query = _OLDEST.limit(max(1, min(count, MAX_PAGE)))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    rows = session.execute(query).all()
+    rows = session.execute(query, {"user": user, "queue": queue}).all()
     if rows:
         session.execute(delete(models.Notification).where(models.Notification.id.in_([r.id for r in rows])))
     return [row.message for row in rows]

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assay import __version__
+from assay import __version__, fastjson
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,19 @@ def envelope(response: Any, status: int = 200, message: str = "") -> dict[str, A
     }
 
 
+class FastJSONResponse(JSONResponse):
+    """A JSON answer rendered by orjson (notification pages can hold a thousand messages)."""
+
+    def render(self, content: Any) -> bytes:
+        return fastjson.dumps_bytes(content)
+
+
 def ok(response: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(envelope(response, status), status_code=status, headers=headers)
+    return FastJSONResponse(envelope(response, status), status_code=status, headers=headers)
 
 
 def error(status: int, message: str, response: Any = None) -> JSONResponse:
-    return JSONResponse(envelope(response, status, message), status_code=status)
+    return FastJSONResponse(envelope(response, status, message), status_code=status)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -205,9 +205,7 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_queue", "user", "queue", "id"),)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     user: Mapped[str] = mapped_column(String(64))
     queue: Mapped[str] = mapped_column(String(256))
     message: Mapped[dict[str, Any]] = mapped_column(JsonType)

@@ -72,9 +72,7 @@ async def _ingest(state: AppState, order: IngestOrder) -> str:
 
 @router.get("/api/v4/ingest/get_message/{nq}/", summary="Pop one message from a notification queue")
 def get_message(nq: QueueName, request: Request, user: User) -> JSONResponse:
-    state = state_of(request)
-    with session_scope(state.engine) as session:
-        messages = notify.pop(session, user.name, nq, 1)
+    messages = _pop(state_of(request), user.name, nq, 1)
     return ok(messages[0] if messages else None)
 
 
@@ -85,10 +83,16 @@ def get_message_list(
     user: User,
     page_size: Annotated[int, Query(ge=1, le=notify.MAX_PAGE)] = notify.MAX_PAGE,
 ) -> JSONResponse:
-    state = state_of(request)
+    return ok(_pop(state_of(request), user.name, nq, page_size))
+
+
+def _pop(state: AppState, user: str, queue: str, count: int) -> list[dict[str, Any]]:
+    """Receivers poll empty queues most of the time: look without the write lock first."""
+    with session_scope(state.engine, readonly=True) as session:
+        if not notify.waiting(session, user, queue):
+            return []
     with session_scope(state.engine) as session:
-        messages = notify.pop(session, user.name, nq, page_size)
-    return ok(messages)
+        return notify.pop(session, user, queue, count)
 
 
 @router.post("/api/v4/submit/", summary="Submit a file for analysis; returns the saved submission")

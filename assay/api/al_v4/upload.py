@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from assay import fastjson
 from assay.api.envelope import ApiError
 from assay.api.state import AppState
 from assay.filestore import FileTooLarge, Stored
@@ -191,7 +192,7 @@ def _parse_json_text(text: Any) -> dict[str, Any]:
     if not isinstance(text, str):
         raise ApiError(400, "the 'json' part must be text")
     try:
-        value = json.loads(text)
+        value = fastjson.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"the JSON description is not valid JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(value, dict):
