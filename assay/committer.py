@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -35,13 +36,32 @@ class _Pending:
 class Committer:
     """The one writer of ingests in this process."""
 
-    def __init__(self, intake: Intake, engine: Engine, max_batch: int = 128) -> None:
+    def __init__(self, intake: Intake, engine: Engine, max_batch: int = 128, linger: float = 0.01) -> None:
         self.intake = intake
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self.linger = linger
+        self._orders: deque[_Pending] = deque()
+        self._expected = 0
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="assay-ingest-writer", daemon=True)
         self._thread.start()
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Wrap the reading of a request that will hand an order over.
+
+        The writer waits up to ``linger`` seconds for orders announced this way, so requests
+        read concurrently share one transaction instead of paying for one each.
+        """
+        with self._changed:
+            self._expected += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._expected -= 1
+                self._changed.notify()
 
     async def ingest(self, order: IngestOrder, timeout: float = 120.0) -> str:
         """Write ``order``; returns its ingest id once committed (raises what the intake raises).
@@ -54,7 +74,9 @@ class Committer:
         def settle(pending: _Pending) -> None:
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(pending))
 
-        self._queue.put(_Pending(order, on_done=settle))
+        with self._changed:
+            self._orders.append(_Pending(order, on_done=settle))
+            self._changed.notify()
         try:
             pending = await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -66,13 +88,19 @@ class Committer:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
+            self._write(self._next_batch())
+
+    def _next_batch(self) -> list[_Pending]:
+        with self._changed:
+            while not self._orders:
+                self._changed.wait()
+            deadline = time.monotonic() + self.linger
+            while len(self._orders) < self.max_batch and self._expected > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-            self._write(batch)
+                self._changed.wait(left)
+            return [self._orders.popleft() for _ in range(min(len(self._orders), self.max_batch))]
 
     def _write(self, batch: list[_Pending]) -> None:
         try:

@@ -52,8 +52,9 @@ def _order(user: str, upload: Upload) -> IngestOrder:
 @router.post("/api/v4/ingest/", summary="Ingest a file; the result arrives on the notification queue")
 async def ingest(request: Request, user: Submitter) -> JSONResponse:
     state = state_of(request)
-    upload = await read_upload(request, state)
-    order = _order(user.name, upload)
+    with state.committer.expecting():
+        upload = await read_upload(request, state)
+        order = _order(user.name, upload)
     ingest_id = await _ingest(state, order)
     state.work_added()
     return ok({"ingest_id": ingest_id})
