@@ -216,11 +216,28 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers:
             # Warm-up: the first files pay for starting the sandboxes.
             run_load(server.url, server.headers, make_files(20, seed=99), senders, "warmup", services)
             figures = run_load(server.url, server.headers, files, senders, "bench", services)
+            figures["intel_published_s_after_last_message"] = intel_lag(server.url, server.headers, len(files) + 20)
         finally:
             server.stop()
             if pg_name:
                 drop_pg(pg_name)
     return figures
+
+
+def intel_lag(url: str, headers: dict[str, str], expected: int, timeout: float = 300) -> float | None:
+    """Seconds from now (the last notification) until every submission is in the intel store.
+
+    Workers analyse first and publish to intel when idle, or once a submission has waited
+    ``[intel] publish_max_delay``; this shows what that deferral costs.
+    """
+    started = time.monotonic()
+    with LeanClient(url, headers) as client:
+        while time.monotonic() - started < timeout:
+            _, answer = client.request("GET", "/api/v4/intel/groups/?type=Report&rows=1")
+            if json.loads(answer)["api_response"]["total"] >= expected:
+                return round(time.monotonic() - started, 2)
+            time.sleep(0.2)
+    return None
 
 
 def store_limit(files: list[tuple[str, bytes]]) -> dict:

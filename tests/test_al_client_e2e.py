@@ -93,3 +93,13 @@ def test_sensor_sender_and_receiver_scripts(any_mode_server: Server, tmp_path: P
     scores = receiver(any_mode_server.url, any_mode_server.apikey, "sensor-q", len(files))
     assert set(scores) == set(files)
     assert all(isinstance(score, int) for score in scores.values())
+    # Once the work is done, every submission reaches the intel store, whichever mode ran it.
+    deadline = time.monotonic() + 60
+    with any_mode_server.client() as client:
+        while True:
+            reports = client.get("/api/v4/intel/groups/", params={"type": "Report"}).json()["api_response"]
+            if reports["total"] >= len(files):
+                break
+            assert time.monotonic() < deadline, f"{reports['total']} of {len(files)} submissions published"
+            time.sleep(0.5)
+    assert reports["total"] == len(files)

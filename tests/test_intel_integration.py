@@ -58,6 +58,9 @@ def test_a_completed_submission_is_published_once(local: tuple[Settings, Worker]
     sid = submit_bundle(settings)
     worker.take(1)
     with session_scope(engine) as session:
+        assert not session.get(Submission, sid).published  # a busy round analyses only
+    assert worker.take(1) == 0  # an idle round publishes
+    with session_scope(engine) as session:
         assert session.get(Submission, sid).published
         indicators = {(i.type, i.summary) for i in session.scalars(select(Indicator))}
         groups = {(g.type, g.xid): g for g in session.scalars(select(Group))}
@@ -80,8 +83,19 @@ def test_a_completed_submission_is_published_once(local: tuple[Settings, Worker]
     assert store_counts(engine) == before
 
 
+def test_a_busy_worker_publishes_what_has_waited_too_long(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, {"ASSAY_INTEL_PUBLISH_MAX_DELAY": "0"})
+    engine = get_engine(settings.database_url)
+    sid = submit_bundle(settings)
+    assert work_once(settings, "busy-worker") == 1
+    with session_scope(engine) as session:
+        assert session.get(Submission, sid).published
+
+
 def test_publication_rule_threshold_and_switch(tmp_path: Path) -> None:
-    settings = local_settings(tmp_path, {"ASSAY_INTEL_MIN_SCORE": "1000", "ASSAY_INTEL_TAG_TYPES": ""})
+    settings = local_settings(
+        tmp_path, {"ASSAY_INTEL_MIN_SCORE": "1000", "ASSAY_INTEL_TAG_TYPES": "", "ASSAY_INTEL_PUBLISH_MAX_DELAY": "0"}
+    )
     submit_bundle(settings)
     work_once(settings, "threshold-worker")
     with session_scope(get_engine(settings.database_url)) as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, JsonType, UtcDateTime, utcnow
@@ -73,6 +73,14 @@ class Submission(Base):
     __table_args__ = (
         Index("ix_submissions_queue", "state", "priority", "created"),
         Index("ix_submissions_scan_key", "scan_key", "state"),
+        # Only the few submissions not yet published to intel, which workers look for every round.
+        Index(
+            "ix_submissions_unpublished",
+            "state",
+            "completed",
+            sqlite_where=text("published IS 0"),
+            postgresql_where=text("published IS false"),
+        ),
     )
 
     sid: Mapped[str] = mapped_column(String(32), primary_key=True)

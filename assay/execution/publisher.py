@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from assay.config import Settings
+from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.execution import queue
+from assay.intel.publish import oldest_unpublished
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -25,6 +29,9 @@ class Publisher:
         self.app = configure(settings)
         self.engine = engine
         self.redispatch = settings.get_int("queue", "redispatch_seconds", 600)
+        self.intel_interval = float(settings.get_int("intel", "publish_interval", 2))
+        self.intel_enabled = settings.get_bool("intel", "publish", True)
+        self._next_intel_check = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="assay-publisher", daemon=True)
@@ -57,18 +64,29 @@ class Publisher:
                 self._wake.wait(0.05)
                 self._wake.clear()
 
+    def _intel_waiting(self, session: Session) -> bool:
+        """Completed submissions not yet in intel, and no work left to send: a spare message makes
+        a Celery worker idle for one round, and idle workers publish (checked every few seconds)."""
+        now = time.monotonic()
+        if not self.intel_enabled or now < self._next_intel_check:
+            return False
+        self._next_intel_check = now + self.intel_interval
+        oldest = oldest_unpublished(session)
+        return oldest is not None and (utcnow() - oldest).total_seconds() > self.intel_interval
+
     def publish_once(self) -> int:
         from assay.execution.celery_app import TASK
 
         with session_scope(self.engine, readonly=True) as session:
             pending = queue.to_publish(session, BATCH, self.redispatch)
             batches = queue.queued_batches(session)
+            nudge = not pending and self._intel_waiting(session)
         new_batches = [b for b in batches if b not in self._announced_batches]
-        if not pending and not new_batches:
+        if not pending and not new_batches and not nudge:
             self._announced_batches &= set(batches)
             return 0
         with self.app.producer_or_acquire() as producer:
-            for _ in range(len(pending) + len(new_batches)):
+            for _ in range(len(pending) + len(new_batches) + int(nudge)):
                 self.app.send_task(TASK, producer=producer, retry=False)
         self._announced_batches = set(batches)
         if pending:

@@ -43,7 +43,9 @@ class Worker:
         self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
         self.publisher = Publisher(settings, self.engine)
         self.publish_interval = float(settings.get_int("intel", "publish_interval", 2))
+        self.publish_max_delay = float(settings.get_int("intel", "publish_max_delay", 30))
         self._next_publication = 0.0
+        self._next_overdue_check = 0.0
 
     def take(self, limit: int) -> int:
         """Claim up to ``limit`` submissions and analyse them; returns how many were claimed."""
@@ -56,16 +58,28 @@ class Worker:
             if claimed_batch is not None:
                 batches.run(self.engine, self.store, claimed_batch, self.worker_id)
                 return 1
-        self._publish_due()
+        self._publish_due(busy=bool(claimed))
         return len(claimed)
 
-    def _publish_due(self) -> None:
-        """Every few seconds, publish completed submissions to intel in one batch."""
+    def _publish_due(self, busy: bool) -> None:
+        """Publish completed submissions to intel, a batch per round.
+
+        Analysis and its notifications come first: an idle worker publishes every
+        ``publish_interval`` seconds; a busy one only once a submission has waited
+        ``publish_max_delay`` seconds, and then every round until it has caught up.
+        """
         now = time.monotonic()
-        if now < self._next_publication:
-            return
-        self._next_publication = now + self.publish_interval
         try:
+            if busy:
+                if now < self._next_overdue_check:
+                    return
+                self._next_overdue_check = now + self.publish_interval
+                if not self.publisher.overdue(self.publish_max_delay):
+                    return
+                self._next_overdue_check = now  # behind: publish every round until caught up
+            elif now < self._next_publication:
+                return
+            self._next_publication = now + self.publish_interval
             self.publisher.publish_pending()
         except Exception:  # intel must never cost analysis; the next round retries
             log.exception("publishing to intel failed; it will be retried")

@@ -14,6 +14,7 @@ import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from assay.config import Settings
 from assay.db import models
+from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.intel.job import Job
 from assay.intel.result import JobResult
@@ -267,6 +269,14 @@ class Publisher:
                 )
         return result
 
+    def overdue(self, max_delay: float) -> bool:
+        """Whether a completed submission has waited more than ``max_delay`` seconds for publication."""
+        if not self.rule.enabled:
+            return False
+        with session_scope(self.engine, readonly=True) as session:
+            oldest = oldest_unpublished(session)
+        return oldest is not None and (utcnow() - oldest).total_seconds() > max_delay
+
     def publish_pending(self) -> int:
         """Publish up to one batch of completed, unpublished submissions (oldest first)."""
         if not self.rule.enabled:
@@ -280,3 +290,13 @@ class Publisher:
             ).all()
         self.publish(list(sids))
         return len(sids)
+
+
+def oldest_unpublished(session: Session) -> datetime | None:
+    """When the longest-waiting completed submission not yet in intel was completed."""
+    return session.scalar(
+        select(models.Submission.completed)
+        .where(models.Submission.state == "completed", models.Submission.published.is_(False))
+        .order_by(models.Submission.completed)
+        .limit(1)
+    )
