@@ -60,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="embedded worker processes (default from [queue] workers)")
 
     worker = commands.add_parser("worker", parents=[common], help="run analysis workers")
-    worker.add_argument("-c", "--concurrency", type=int, default=2, help="Celery threads (scale-out mode)")
+    worker.add_argument(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=2,
+        help="Celery worker processes, one analysis thread each (scale-out mode)",
+    )
     worker.add_argument("--embedded", action="store_true", help="poll the database instead of using Celery")
     worker.add_argument("--worker-id", default=None)
 

@@ -85,9 +85,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         run_worker(settings, args.worker_id or worker_name("local"))
         return 0
     from assay.execution.celery_app import run_workers
+    from assay.execution.local import Supervisor, supervise_until_stopped
 
     upgrade(get_engine(settings.database_url))
-    run_workers(settings, args.concurrency, "DEBUG" if args.debug else "INFO")
+    if args.concurrency > 1:
+        supervise_until_stopped(Supervisor(settings, args.concurrency, getattr(args, "config", None), celery=True))
+    else:
+        run_workers(settings, args.worker_id, "DEBUG" if args.debug else "INFO")
     return 0
 
 

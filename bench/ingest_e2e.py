@@ -10,6 +10,7 @@ with no API or queue. Prints JSON. Not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import io
@@ -26,10 +27,12 @@ import uuid
 import zipfile
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assay.filestore import FileStore
-from tests.conftest import REDIS_URL, drop_pg, make_server, new_pg_url
+from tests.conftest import REDIS_URL, Server, drop_pg, make_server, new_pg_url
 
 
 def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
@@ -215,13 +218,70 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers:
                 server.start_celery_worker(concurrency=workers)
             # Warm-up: the first files pay for starting the sandboxes.
             run_load(server.url, server.headers, make_files(20, seed=99), senders, "warmup", services)
+            meter = CpuMeter(server, pg_name)
             figures = run_load(server.url, server.headers, files, senders, "bench", services)
+            figures["cpu_ms_per_file"] = meter.per_file(len(files))
             figures["intel_published_s_after_last_message"] = intel_lag(server.url, server.headers, len(files) + 20)
         finally:
             server.stop()
             if pg_name:
                 drop_pg(pg_name)
     return figures
+
+
+class CpuMeter:
+    """CPU time spent during the load by each part, from the operating system's counters."""
+
+    def __init__(self, server: Server, pg_name: str | None) -> None:
+        self.pg_name = pg_name
+        self.roles = self._roles(server)
+        self.before = self._times()
+        self.client_before = time.process_time()
+
+    def _roles(self, server: Server) -> dict[int, str]:
+        roles: dict[int, str] = {}
+        for role, popen in [("api", server.process)] + [("workers", w) for w in server.workers]:
+            if popen is None:
+                continue
+            root = psutil.Process(popen.pid)
+            roles[root.pid] = role
+            for child in root.children(recursive=True):
+                command = " ".join(child.cmdline())
+                roles[child.pid] = "sandboxes" if "spawn_main" in command else "workers"
+        if self.pg_name:
+            for process in psutil.process_iter(["cmdline"]):
+                if self.pg_name in " ".join(process.info["cmdline"] or []):
+                    roles[process.pid] = "postgres"
+        return roles
+
+    def _times(self) -> dict[int, float]:
+        times = {}
+        for pid in self.roles:
+            with contextlib.suppress(psutil.Error):
+                cpu = psutil.Process(pid).cpu_times()
+                times[pid] = cpu.user + cpu.system
+        return times
+
+    def per_file(self, files: int) -> dict[str, float]:
+        after = self._times()
+        spent: dict[str, float] = {}
+        for pid, seconds in after.items():
+            role = self.roles[pid]
+            spent[role] = spent.get(role, 0.0) + seconds - self.before.get(pid, 0.0)
+        spent["bench_client"] = time.process_time() - self.client_before
+        figures = {role: round(seconds * 1000 / files, 2) for role, seconds in sorted(spent.items())}
+        figures["total"] = round(sum(spent.values()) * 1000 / files, 2)
+        return figures
+
+
+def calibration_seconds() -> float:
+    """CPU seconds of a fixed pure-Python loop: this machine's speed varies from day to day,
+    so figures measured on different days are comparable only next to this."""
+    started = time.process_time()
+    total = 0
+    for value in range(5_000_000):
+        total += value
+    return round(time.process_time() - started, 3)
 
 
 def intel_lag(url: str, headers: dict[str, str], expected: int, timeout: float = 300) -> float | None:
@@ -272,12 +332,14 @@ def main() -> None:
         "senders": args.senders,
         "workers": args.workers,
         "limit_hash_and_store": store_limit(files),
+        "calibration_loop_cpu_s_before": calibration_seconds(),
     }
     for mode in args.modes.split(","):
         report[mode] = bench_mode(mode, files, args.senders, args.workers, services)
         report[mode]["ratio_to_limit"] = round(
             report[mode]["files_per_s"] / report["limit_hash_and_store"]["files_per_s"], 4
         )
+    report["calibration_loop_cpu_s_after"] = calibration_seconds()
     print(json.dumps(report, indent=2))
 
 

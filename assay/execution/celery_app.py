@@ -66,19 +66,21 @@ def _close_sandboxes(**_: object) -> None:
         worker.close()
 
 
-def run_workers(settings: Settings, concurrency: int, loglevel: str = "INFO") -> None:
-    """``assay worker``: a Celery worker whose threads each own a sandbox process."""
+def run_workers(settings: Settings, name: str | None = None, loglevel: str = "INFO") -> None:
+    """One Celery worker process with one analysis thread (and its sandbox); ``assay worker -c N``
+    supervises N of these."""
     configure(settings)
     app.worker_main(
         [
             "worker",
             "--pool=threads",
-            f"--concurrency={concurrency}",
+            "--concurrency=1",
             "-Q",
             QUEUE,
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *([f"--hostname={name}@%h"] if name else []),
         ]
     )

@@ -1,4 +1,9 @@
-"""Embedded mode: worker processes that poll the database, supervised by ``assay serve``."""
+"""Worker processes and their supervisor.
+
+Embedded mode: ``assay serve`` supervises workers that poll the database. Scale-out mode:
+``assay worker -c N`` supervises N Celery workers, one process each, because the threads of one
+Python process share one interpreter lock and analysis is mostly Python.
+"""
 
 from __future__ import annotations
 
@@ -38,11 +43,13 @@ def run_worker(settings: Settings, worker_id: str, stop: threading.Event | None 
 
 
 class Supervisor:
-    """Starts ``count`` worker processes and restarts any that dies, handing back its leases."""
+    """Starts ``count`` worker processes and restarts any that dies, handing back its leases
+    (a Celery worker's leases run out instead: its threads name them)."""
 
-    def __init__(self, settings: Settings, count: int, config_file: str | None) -> None:
+    def __init__(self, settings: Settings, count: int, config_file: str | None, celery: bool = False) -> None:
         self.settings = settings
         self.count = count
+        self.celery = celery
         self.config_file = config_file
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
@@ -52,13 +59,14 @@ class Supervisor:
         command = [sys.executable, "-m", "assay", "--data-dir", str(self.settings.data_dir)]
         if self.config_file:
             command += ["--config", str(Path(self.config_file).absolute())]
+        if self.celery:
+            return [*command, "worker", "--concurrency", "1", "--worker-id", worker_id]
         return [*command, "worker", "--embedded", "--worker-id", worker_id]
 
     def start(self) -> None:
         for index in range(self.count):
-            worker_id = f"local-{index}"
-            with session_scope(get_engine(self.settings.database_url)) as session:
-                queue.release(session, worker_id)  # leases left by a server that was killed
+            worker_id = f"{'celery' if self.celery else 'local'}-{index}"
+            self._release(worker_id)  # leases left by a server that was killed
             self._spawn(worker_id)
         self._thread.start()
 
@@ -73,9 +81,13 @@ class Supervisor:
                 if process.returncode == 0:  # told to stop (the server is shutting down): stays stopped
                     continue
                 log.warning("worker %s exited with %s; restarting it", worker_id, process.returncode)
-                with session_scope(get_engine(self.settings.database_url)) as session:
-                    queue.release(session, worker_id)
+                self._release(worker_id)
                 self._spawn(worker_id)
+
+    def _release(self, worker_id: str) -> None:
+        if not self.celery:
+            with session_scope(get_engine(self.settings.database_url)) as session:
+                queue.release(session, worker_id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,3 +101,16 @@ class Supervisor:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def supervise_until_stopped(supervisor: Supervisor) -> None:
+    """Run ``supervisor`` until SIGTERM or Ctrl-C, then stop its workers."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    supervisor.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()

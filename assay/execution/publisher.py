@@ -4,6 +4,7 @@ delays analysis but loses nothing: ingest stays open and the backlog drains when
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -29,6 +30,7 @@ class Publisher:
         self.app = configure(settings)
         self.engine = engine
         self.redispatch = settings.get_int("queue", "redispatch_seconds", 600)
+        self.take_size = max(1, settings.get_int("queue", "batch_size", 16))
         self.intel_interval = float(settings.get_int("intel", "publish_interval", 2))
         self.intel_enabled = settings.get_bool("intel", "publish", True)
         self._next_intel_check = 0.0
@@ -64,6 +66,11 @@ class Publisher:
                 self._wake.wait(0.05)
                 self._wake.clear()
 
+    def _tokens_for(self, submissions: int) -> int:
+        """Messages enough for ``submissions``: each makes a worker take up to ``batch_size``
+        of the best waiting, and one more lets a second worker start on them at once."""
+        return min(submissions, math.ceil(submissions / self.take_size) + 1)
+
     def _intel_waiting(self, session: Session) -> bool:
         """Completed submissions not yet in intel, and no work left to send: a spare message makes
         a Celery worker idle for one round, and idle workers publish (checked every few seconds)."""
@@ -86,7 +93,7 @@ class Publisher:
             self._announced_batches &= set(batches)
             return 0
         with self.app.producer_or_acquire() as producer:
-            for _ in range(len(pending) + len(new_batches) + int(nudge)):
+            for _ in range(self._tokens_for(len(pending)) + len(new_batches) + int(nudge)):
                 self.app.send_task(TASK, producer=producer, retry=False)
         self._announced_batches = set(batches)
         if pending:

@@ -65,8 +65,9 @@ class Worker:
         """Publish completed submissions to intel, a batch per round.
 
         Analysis and its notifications come first: an idle worker publishes every
-        ``publish_interval`` seconds; a busy one only once a submission has waited
-        ``publish_max_delay`` seconds, and then every round until it has caught up.
+        ``publish_interval`` seconds (every round while full batches wait); a busy one only once
+        a submission has waited ``publish_max_delay`` seconds, and then every round until it has
+        caught up.
         """
         now = time.monotonic()
         try:
@@ -80,7 +81,8 @@ class Worker:
             elif now < self._next_publication:
                 return
             self._next_publication = now + self.publish_interval
-            self.publisher.publish_pending()
+            if self.publisher.publish_pending() >= self.publisher.batch:
+                self._next_publication = now  # a full batch: more are waiting, go on next round
         except Exception:  # intel must never cost analysis; the next round retries
             log.exception("publishing to intel failed; it will be retried")
 
