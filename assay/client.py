@@ -30,7 +30,9 @@ class ClientError(RuntimeError):
 
 
 class Client:
-    def __init__(self, server: str, user: str, apikey: str, verify: bool = True, timeout: float = 60.0) -> None:
+    def __init__(
+        self, server: str, user: str, apikey: str, verify: bool = True, timeout: float = 60.0
+    ) -> None:
         self.http = httpx.Client(
             base_url=server.rstrip("/"),
             headers={"X-USER": user, "X-APIKEY": apikey},
@@ -70,7 +72,9 @@ class Client:
 
     def _send(self, path: str, file: Path, description: dict[str, Any]) -> Any:
         with file.open("rb") as handle:
-            return self._call("POST", path, files={"json": (None, json.dumps(description)), "bin": (file.name, handle)})
+            return self._call(
+                "POST", path, files={"json": (None, json.dumps(description)), "bin": (file.name, handle)}
+            )
 
     def ingest(
         self,
@@ -108,7 +112,9 @@ class Client:
         )
 
     def messages(self, nq: str, page_size: int = 1000) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/api/v4/ingest/get_message_list/{nq}/", params={"page_size": page_size}))
+        return list(
+            self._call("GET", f"/api/v4/ingest/get_message_list/{nq}/", params={"page_size": page_size})
+        )
 
     def submission(self, sid: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/v4/submission/{sid}/"))

@@ -105,7 +105,9 @@ def check_apikey(session: Session, user_name: str, apikey: str) -> Principal | N
     return Principal(row.User.name, row.User.role)
 
 
-def check_login(session: Session, user_name: str, apikey: str | None, password: str | None) -> Principal | None:
+def check_login(
+    session: Session, user_name: str, apikey: str | None, password: str | None
+) -> Principal | None:
     if apikey:
         return check_apikey(session, user_name, apikey)
     user = find_user(session, user_name)
@@ -120,7 +122,9 @@ def open_session(session: Session, user_name: str, duration: int) -> str:
         raise UserError(f"no user named {user_name}")
     token = secrets.token_urlsafe(32)
     session.execute(delete(WebSession).where(WebSession.expires < utcnow()))
-    session.add(WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration)))
+    session.add(
+        WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration))
+    )
     return token
 
 

@@ -28,20 +28,9 @@ from assay.iot.capture.reader import CaptureReader
 
 DFRWS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "IoT_Net_Traffic.zip"
 TSHARK_FIELDS = (
-    "ip.src",
-    "ip.dst",
-    "tcp.srcport",
-    "tcp.dstport",
-    "udp.srcport",
-    "udp.dstport",
-    "dns.qry.name",
-    "http.host",
-    "http.request.uri",
-    "http.user_agent",
-    "tls.handshake.extensions_server_name",
-    "coap.opt.uri_path_recon",
-    "mqtt.topic",
-    "dhcp.option.hostname",
+    "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "dns.qry.name",
+    "http.host", "http.request.uri", "http.user_agent", "tls.handshake.extensions_server_name",
+    "coap.opt.uri_path_recon", "mqtt.topic", "dhcp.option.hostname",
 )
 CLIENT, SERVER = ("02:00:00:00:00:01", "10.0.0.2"), ("00:24:54:30:84:79", "10.0.0.1")
 
@@ -78,24 +67,12 @@ def generated_frames() -> list[bytes]:
         _frame(c, s, 6, synth.tcp(40002, 443, 2000, hello)),
         _frame(c, s, 6, synth.tcp(40003, 1883, 3000, connect)),
         _frame(c, s, 6, synth.tcp(40003, 1883, 3000 + len(connect), publish)),
-        _frame(
-            c,
-            ("ff:ff:ff:ff:ff:ff", "255.255.255.255"),
-            17,
-            synth.udp(68, 67, synth.dhcp_request(c[0], "thermostat", "udhcp 1.30", [1, 3, 6, 15])),
-        ),
-        _frame(
-            c,
-            ("01:00:5e:7f:ff:fa", "239.255.255.250"),
-            17,
-            synth.udp(1900, 1900, synth.ssdp_notify("http://10.0.0.2/d.xml", "uuid:1", "Linux UPnP/1.0")),
-        ),
-        _frame(
-            c,
-            ("01:00:5e:00:00:fb", "224.0.0.251"),
-            17,
-            synth.udp(5353, 5353, synth.mdns_announce("cam", c[1], "_http._tcp.local")),
-        ),
+        _frame(c, ("ff:ff:ff:ff:ff:ff", "255.255.255.255"), 17,
+               synth.udp(68, 67, synth.dhcp_request(c[0], "thermostat", "udhcp 1.30", [1, 3, 6, 15]))),
+        _frame(c, ("01:00:5e:7f:ff:fa", "239.255.255.250"), 17,
+               synth.udp(1900, 1900, synth.ssdp_notify("http://10.0.0.2/d.xml", "uuid:1", "Linux UPnP/1.0"))),
+        _frame(c, ("01:00:5e:00:00:fb", "224.0.0.251"), 17,
+               synth.udp(5353, 5353, synth.mdns_announce("cam", c[1], "_http._tcp.local"))),
         _frame(c, s, 17, synth.udp(5683, 5683, synth.coap_message(0, 2, 7, b"\x01", "/3/0/1", 0, b"x"))),
     ]
 
@@ -112,11 +89,8 @@ def time_analyser(path: Path) -> dict[str, float]:
     start, cpu = time.perf_counter(), time.process_time()
     report = analyse_capture(path, time_limit=3600, max_packets=1 << 40)
     elapsed = time.perf_counter() - start
-    return {
-        "seconds": round(elapsed, 3),
-        "cpu_seconds": round(time.process_time() - cpu, 3),
-        "packets": report["stats"]["packets"],
-    }
+    return {"seconds": round(elapsed, 3), "cpu_seconds": round(time.process_time() - cpu, 3),
+            "packets": report["stats"]["packets"]}
 
 
 def time_tshark(path: Path) -> dict[str, float] | None:
@@ -145,11 +119,8 @@ def time_scapy(path: Path, subset: int) -> dict[str, float]:
             seen += 1
             if seen >= subset:
                 break
-    return {
-        "seconds_subset": round(time.perf_counter() - start, 3),
-        "cpu_seconds_subset": round(time.process_time() - cpu, 3),
-        "subset_packets": seen,
-    }
+    return {"seconds_subset": round(time.perf_counter() - start, 3),
+            "cpu_seconds_subset": round(time.process_time() - cpu, 3), "subset_packets": seen}
 
 
 def main() -> None:
@@ -170,44 +141,32 @@ def main() -> None:
     ours_pps = ours["packets"] / ours["seconds"]
     ours_cpu_pps = ours["packets"] / ours["cpu_seconds"]
     out: dict[str, object] = {
-        "packets": args.packets,
-        "file_mb": round(size_mb, 1),
-        "distinct_frames": templates,
-        "load_average_1_5_15": {
-            "before": [round(x, 2) for x in load_before],
-            "after": [round(x, 2) for x in os.getloadavg()],
-        },
-        "analyse_capture": {
-            **ours,
-            "packets_per_s": round(ours_pps),
-            "packets_per_cpu_s": round(ours_cpu_pps),
-            "cpu_us_per_packet": round(1e6 / ours_cpu_pps, 2),
-            "mb_per_s": round(size_mb / ours["seconds"], 1),
-        },
+        "packets": args.packets, "file_mb": round(size_mb, 1), "distinct_frames": templates,
+        "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                "after": [round(x, 2) for x in os.getloadavg()]},
+        "analyse_capture": {**ours, "packets_per_s": round(ours_pps),
+                            "packets_per_cpu_s": round(ours_cpu_pps),
+                            "cpu_us_per_packet": round(1e6 / ours_cpu_pps, 2),
+                            "mb_per_s": round(size_mb / ours["seconds"], 1)},
     }
     scapy_pps = scapy["subset_packets"] / scapy["seconds_subset"]
     scapy_cpu_pps = scapy["subset_packets"] / scapy["cpu_seconds_subset"]
     out["scapy_extrapolated"] = {
-        **scapy,
-        "packets_per_s": round(scapy_pps),
+        **scapy, "packets_per_s": round(scapy_pps),
         "estimated_seconds_for_all": round(args.packets / scapy_pps, 1),
         "note": "PcapReader full dissection on the first subset_packets packets, extrapolated",
     }
-    out["ratio_vs_scapy"] = {"wall": round(ours_pps / scapy_pps, 1), "cpu": round(ours_cpu_pps / scapy_cpu_pps, 1)}
+    out["ratio_vs_scapy"] = {"wall": round(ours_pps / scapy_pps, 1),
+                             "cpu": round(ours_cpu_pps / scapy_cpu_pps, 1)}
     if tshark is not None:
         tshark_pps = args.packets / tshark["seconds"]
-        out["tshark_fields"] = {
-            **tshark,
-            "packets_per_s": round(tshark_pps),
-            "cpu_us_per_packet": round(1e6 * tshark["cpu_seconds"] / args.packets, 2),
-            "mb_per_s": round(size_mb / tshark["seconds"], 1),
-            "fields": list(TSHARK_FIELDS),
-        }
+        out["tshark_fields"] = {**tshark, "packets_per_s": round(tshark_pps),
+                                "cpu_us_per_packet": round(1e6 * tshark["cpu_seconds"] / args.packets, 2),
+                                "mb_per_s": round(size_mb / tshark["seconds"], 1),
+                                "fields": list(TSHARK_FIELDS)}
         tshark_cpu_pps = args.packets / tshark["cpu_seconds"]
-        out["ratio_vs_tshark"] = {
-            "wall": round(ours_pps / tshark_pps, 1),
-            "cpu": round(ours_cpu_pps / tshark_cpu_pps, 1),
-        }
+        out["ratio_vs_tshark"] = {"wall": round(ours_pps / tshark_pps, 1),
+                                  "cpu": round(ours_cpu_pps / tshark_cpu_pps, 1)}
     print(json.dumps(out, indent=2))
 
 

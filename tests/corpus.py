@@ -122,7 +122,9 @@ def generated_files(folder: Path, count: int = 60) -> list[Path]:
         "zip": lambda i: _zip_of({f"a{i}.txt": b"text " * (i + 1)}),
         "tar": lambda i: _tar_of({f"b{i}.txt": b"tar member " * (i + 1)}),
         "gz": lambda i: gzip.compress(b"compressed line\n" * (i + 10)),
-        "html": lambda i: f"<!DOCTYPE html><html><head><title>t{i}</title></head><body><p>x</p></body></html>".encode(),
+        "html": lambda i: (
+            f"<!DOCTYPE html><html><head><title>t{i}</title></head><body><p>x</p></body></html>".encode()
+        ),
         "py": lambda i: f"#!/usr/bin/env python3\nimport os\n\nprint(os.getcwd(), {i})\n".encode(),
         "sh": lambda i: f"#!/bin/sh\nset -e\necho {i}\n".encode(),
         "json": lambda i: f'{{"n": {i}, "items": [1, 2, 3]}}'.encode(),

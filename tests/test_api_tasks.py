@@ -48,32 +48,14 @@ class FakeSmartThings(BaseHTTPRequestHandler):
             "/locations": {"items": [{"locationId": "loc-1", "name": "Home"}], "_links": {}},
             "/locations/loc-1": {"locationId": "loc-1", "name": "Home", "timeZoneId": "Asia/Seoul"},
             "/locations/loc-1/rooms": {"items": [{"roomId": "r-1", "name": "Kitchen"}], "_links": {}},
-            "/devices": {
-                "items": [
-                    {
-                        "deviceId": "dev-1",
-                        "label": "Kitchen sensor",
-                        "locationId": "loc-1",
-                        "manufacturerName": "SmartThings",
-                    }
-                ],
-                "_links": {},
-            },
+            "/devices": {"items": [{"deviceId": "dev-1", "label": "Kitchen sensor", "locationId": "loc-1",
+                                    "manufacturerName": "SmartThings"}], "_links": {}},
             "/devices/dev-1": {"deviceId": "dev-1", "label": "Kitchen sensor"},
             "/devices/dev-1/status": {"components": {}},
             "/devices/dev-1/health": {"state": "ONLINE"},
-            "/history/devices": {
-                "items": [
-                    {
-                        "deviceId": "dev-1",
-                        "time": "2017-07-16T08:00:00Z",
-                        "epoch": 1500192000000,
-                        "text": "motion active",
-                        "hash": 1,
-                    }
-                ],
-                "_links": {},
-            },
+            "/history/devices": {"items": [{"deviceId": "dev-1", "time": "2017-07-16T08:00:00Z",
+                                            "epoch": 1500192000000, "text": "motion active",
+                                            "hash": 1}], "_links": {}},
         }
         if path in answers:
             return self._send(200, answers[path])
@@ -183,7 +165,8 @@ def test_dfrws_capture_from_server_path_reaches_success_with_its_hosts(
     assert record["params"]["description"] == "IoTInsight packet task"
 
 
-def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, layout: dict[str, Path]) -> None:
+def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, layout: dict[str, Path]
+                                                          ) -> None:
     path = layout["root"] / "evidence" / "onhub-report"
     task_id = image_task(client, filetype="onhub", filepath=str(path))
     assert wait_done(client, task_id)[-1] == "success"
@@ -196,7 +179,8 @@ def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, 
 
 def test_upload_variant_and_json_body(client: httpx.Client, layout: dict[str, Path]) -> None:
     data = (layout["root"] / "evidence" / "COAP-filtered-SmartHome-Traffic.pcap").read_bytes()
-    response = client.post("/task/request/image", data={"filetype": "packet"}, files={"file": ("c.pcap", data)})
+    response = client.post("/task/request/image", data={"filetype": "packet"},
+                           files={"file": ("c.pcap", data)})
     assert response.status_code == 200, response.text
     uploaded = response.json()["task_id"]
     assert wait_done(client, uploaded)[-1] == "success"
@@ -224,21 +208,14 @@ def test_unfinished_result_is_409_with_status(client: httpx.Client, layout: dict
 def bulk_dir(layout: dict[str, Path]) -> Path:
     folder = layout["root"] / "bulk"
     (folder / "nested" / "deeper").mkdir(parents=True)
-    synth.write_pcap(
-        folder / "capture-a.txt",
-        [(T0 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"a{i}.example.com")) for i in range(3)],
-    )
-    synth.write_pcap(
-        folder / "nested" / "capture-c.jpg",
-        [(T0 + 0.25, frame(SHARED_MAC.upper(), "10.9.0.6", "10.9.0.1", "c.example.org"))],
-        big_endian=True,
-        nanoseconds=True,
-    )
-    synth.write_pcapng(
-        folder / "nested" / "capture-b.dat",
-        [(1, 6)],
-        [(0, T0 + 0.5 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"b{i}.example.net")) for i in range(2)],
-    )
+    synth.write_pcap(folder / "capture-a.txt",
+                     [(T0 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"a{i}.example.com")) for i in range(3)])
+    synth.write_pcap(folder / "nested" / "capture-c.jpg",
+                     [(T0 + 0.25, frame(SHARED_MAC.upper(), "10.9.0.6", "10.9.0.1", "c.example.org"))],
+                     big_endian=True, nanoseconds=True)
+    synth.write_pcapng(folder / "nested" / "capture-b.dat", [(1, 6)],
+                       [(0, T0 + 0.5 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"b{i}.example.net"))
+                        for i in range(2)])
     (folder / "notes.pcap").write_text("not a capture at all, whatever the name says\n" * 10)
     shutil.copy(DATA / "004-Onhub-diagnostic-report", folder / "nested" / "deeper" / "router.log")
     (folder / "escape").symlink_to(layout["outside"] / "secret.txt")
@@ -285,7 +262,8 @@ def test_case_merges_the_same_mac_across_two_captures_and_sorts_the_timeline(
     assert by_member["case_id"] == case_id
 
 
-def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]) -> None:
+def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]
+                                                         ) -> None:
     report = analyse((DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits())
     station = report.data["stations"][0]["mac"]
     folder = layout["root"] / "joined"
@@ -338,13 +316,8 @@ def test_malformed_requests_are_400_with_a_message(client: httpx.Client, layout:
     bad(client.post("/task/request/image", json=["filetype", "packet"]))
     bad(client.post("/task/request/image", json={"filetype": {"x": 1}, "filepath": pcap}))
     bad(client.post("/task/request/image", content=b"\x00\x01", headers={"content-type": "text/x-thing"}))
-    bad(
-        client.post(
-            "/task/request/image",
-            data={"filetype": "packet", "filepath": pcap},
-            files={"file": ("x.pcap", b"\xd4\xc3\xb2\xa1")},
-        )
-    )
+    bad(client.post("/task/request/image", data={"filetype": "packet", "filepath": pcap},
+                    files={"file": ("x.pcap", b"\xd4\xc3\xb2\xa1")}))
     bad(client.post("/task/request/image", data={"filetype": "packet"}, files={"file": ("e.pcap", b"")}))
     bad(client.post("/task/request/account", data={"service": "nest", "access_token": "x"}))
     bad(client.post("/task/request/account", data={"service": "smartthings"}))
@@ -370,7 +343,9 @@ def db_text(server: Server) -> str:
         return "\n".join(conn.iterdump())
 
 
-def test_account_task_collects_from_a_fake_smartthings_and_keeps_no_token(client: httpx.Client, server: Server) -> None:
+def test_account_task_collects_from_a_fake_smartthings_and_keeps_no_token(
+    client: httpx.Client, server: Server
+) -> None:
     FakeSmartThings.seen_tokens.clear()
     response = client.post("/task/request/account", data={"service": "smartthings", "access_token": ST_TOKEN})
     assert response.status_code == 200, response.text
@@ -385,7 +360,8 @@ def test_account_task_collects_from_a_fake_smartthings_and_keeps_no_token(client
     stored = (server.data_dir / "files").rglob("*")
     bundle_text = next(p.read_text() for p in stored if p.is_file() and b"Kitchen sensor" in p.read_bytes())
     assert "dev-1" in bundle_text and ST_TOKEN not in bundle_text
-    wrong = client.post("/task/request/account", json={"service": "smartthings", "access_token": ST_TOKEN + "x"})
+    wrong = client.post("/task/request/account",
+                        json={"service": "smartthings", "access_token": ST_TOKEN + "x"})
     failed = wrong.json()["task_id"]
     assert wait_done(client, failed)[-1] == "failure"
     status = client.get(f"/task/status/{failed}").json()
@@ -424,38 +400,19 @@ def test_walk_is_bounded(tmp_path: Path) -> None:
 
 
 def test_merge_rules_mask_and_conflicting_macs() -> None:
-    merged = cases.merge(
-        [
-            cases.Source(
-                "t1",
-                {
-                    "S": {
-                        "stations": [
-                            {"mac": "AA-BB-CC-00-00-01", "hostname": "android-****"},
-                            {"mac": "aa:bb:cc:00:00:02", "hostname": "android-****"},
-                            {"mac": "aa:bb:cc:00:00:03", "hostname": "lamp"},
-                        ]
-                    }
-                },
-            ),
-            cases.Source(
-                "t2",
-                {
-                    "C": {
-                        "inventory": {
-                            "devices": [
-                                {"serial": "SN1", "hostname": "Lamp.local", "name": "Lamp"},
-                                {"mac": "aabb.cc00.0004", "hostname": "lamp"},
-                                {"serial": "SN1", "mac": "aa:bb:cc:00:00:05"},
-                            ]
-                        },
-                        "timeline": [{"time": "2017-07-16T08:00:00+09:00"}, {"time": "nonsense"}],
-                    }
-                },
-            ),
-            cases.Source("t3", {"N": {"timeline": [{"ts": T0}]}}),
-        ]
-    )
+    merged = cases.merge([
+        cases.Source("t1", {"S": {"stations": [
+            {"mac": "AA-BB-CC-00-00-01", "hostname": "android-****"},
+            {"mac": "aa:bb:cc:00:00:02", "hostname": "android-****"},
+            {"mac": "aa:bb:cc:00:00:03", "hostname": "lamp"},
+        ]}}),
+        cases.Source("t2", {"C": {"inventory": {"devices": [
+            {"serial": "SN1", "hostname": "Lamp.local", "name": "Lamp"},
+            {"mac": "aabb.cc00.0004", "hostname": "lamp"},
+            {"serial": "SN1", "mac": "aa:bb:cc:00:00:05"},
+        ]}, "timeline": [{"time": "2017-07-16T08:00:00+09:00"}, {"time": "nonsense"}]}}),
+        cases.Source("t3", {"N": {"timeline": [{"ts": T0}]}}),
+    ])
     by_mac = {d["mac"]: d for d in merged["inventory"]}
     assert by_mac["aa:bb:cc:00:00:01"] is not by_mac["aa:bb:cc:00:00:02"]
     lamp = by_mac["aa:bb:cc:00:00:03"]
@@ -466,9 +423,8 @@ def test_merge_rules_mask_and_conflicting_macs() -> None:
 
 def test_iotinsight_web_and_redis_sections_still_work(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
-    ini.write_text(
-        "[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n\n[redis]\nhost = 10.1.2.3\nport = 6380\ndb = 4\n"
-    )
+    ini.write_text("[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n\n"
+                   "[redis]\nhost = 10.1.2.3\nport = 6380\ndb = 4\n")
     settings = load_settings(ini, tmp_path, environ={})
     assert settings.get("web", "host") == "0.0.0.0" and settings.get_int("web", "port") == 31337
     assert settings.get_bool("web", "threaded") is True

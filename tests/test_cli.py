@@ -48,7 +48,9 @@ def test_config_file_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> Non
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-def test_ingest_directory_then_listen_prints_each_path_and_score(embedded_server: Server, tmp_path: Path) -> None:
+def test_ingest_directory_then_listen_prints_each_path_and_score(
+    embedded_server: Server, tmp_path: Path
+) -> None:
     folder = tmp_path / "case"
     (folder / "sub").mkdir(parents=True)
     paths = []
@@ -125,7 +127,9 @@ def test_listen_gives_up_after_its_timeout(embedded_server: Server) -> None:
 
 
 def test_serve_refuses_half_a_tls_setup(tmp_path: Path) -> None:
-    result = run_assay(["serve", "--tls-cert", str(tmp_path / "c.pem"), "--port", "1"], assay_env(tmp_path / "d"))
+    result = run_assay(
+        ["serve", "--tls-cert", str(tmp_path / "c.pem"), "--port", "1"], assay_env(tmp_path / "d")
+    )
     assert result.returncode == 2 and "both --tls-cert and --tls-key" in result.stderr
 
 

@@ -17,7 +17,9 @@ from assay.search import QueryError, parse
 def test_settings_layers_defaults_file_and_environment(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
     ini.write_text("[web]\nport = 9000\n[limits]\nmax_depth = 3\n")
-    settings = load_settings(ini, tmp_path / "d", environ={"ASSAY_LIMITS_MAX_DEPTH": "4", "ASSAY_QUEUE_BROKER_URL": ""})
+    settings = load_settings(
+        ini, tmp_path / "d", environ={"ASSAY_LIMITS_MAX_DEPTH": "4", "ASSAY_QUEUE_BROKER_URL": ""}
+    )
     assert settings.get_int("web", "port") == 9000
     assert settings.get_int("limits", "max_depth") == 4
     assert settings.get_int("limits", "max_extracted_ingest") == 100
@@ -36,7 +38,9 @@ def test_iotinsight_redis_section_is_an_alias_for_the_broker(tmp_path: Path) -> 
 
 
 def test_bad_configuration_values_name_their_key(tmp_path: Path) -> None:
-    settings = load_settings(None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"})
+    settings = load_settings(
+        None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"}
+    )
     with pytest.raises(ConfigError, match=r"\[web\] port"):
         settings.get_int("web", "port")
     with pytest.raises(ConfigError, match=r"\[web\] threaded"):

@@ -40,10 +40,12 @@ def test_mime_types_agree_with_file_on_at_least_98_percent(tmp_path: Path) -> No
 
 def test_types_follow_the_mime_table() -> None:
     assert (
-        classify("application/x-dosexec", "PE32+ executable (GUI) x86-64, for MS Windows") == "executable/windows/pe64"
+        classify("application/x-dosexec", "PE32+ executable (GUI) x86-64, for MS Windows")
+        == "executable/windows/pe64"
     )
     assert (
-        classify("application/x-dosexec", "PE32 executable (DLL) (console) Intel 80386") == "executable/windows/dll32"
+        classify("application/x-dosexec", "PE32 executable (DLL) (console) Intel 80386")
+        == "executable/windows/dll32"
     )
     assert classify("application/x-sharedlib", "ELF 64-bit LSB shared object") == "executable/linux/elf64"
     assert classify("application/vnd.tcpdump.pcap", "pcap capture file") == "network/tcpdump"

@@ -18,7 +18,9 @@ from assay.services.registry import service
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
 COAP_PCAP = "COAP-filtered-SmartHome-Traffic.pcap"
 IP_PCAP = "IP-filtered-SmartHome-Traffic.pcap"
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark (Debian package) not installed")
+needs_tshark = pytest.mark.skipif(
+    shutil.which("tshark") is None, reason="tshark (Debian package) not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,9 @@ def test_http_hosts_and_uris_agree_with_tshark(captures: Path, ip_report: dict) 
     over_tcp = "http && tcp"  # tshark also shows SSDP (HTTP over UDP) as http
     assert {r["host"] for r in requests} == tshark_values(captures / IP_PCAP, "http.host", over_tcp)
     assert {r["uri"] for r in requests} == tshark_values(captures / IP_PCAP, "http.request.uri", over_tcp)
-    assert {r["user_agent"] for r in requests} == tshark_values(captures / IP_PCAP, "http.user_agent", over_tcp)
+    assert {r["user_agent"] for r in requests} == tshark_values(
+        captures / IP_PCAP, "http.user_agent", over_tcp
+    )
     assert {r["status"] for r in ip_report["http"] if r["kind"] == "response"} == {
         int(v) for v in tshark_values(captures / IP_PCAP, "http.response.code", over_tcp)
     }
@@ -156,7 +160,9 @@ def test_event_stream_events_are_read_mid_stream(ip_report: dict) -> None:
 
 @needs_tshark
 def test_event_stream_count_matches_the_payload_tshark_sees(captures: Path, ip_report: dict) -> None:
-    payloads = tshark_lines(captures / IP_PCAP, "tcp.payload", "tcp.srcport == 8080 && !tcp.analysis.retransmission")
+    payloads = tshark_lines(
+        captures / IP_PCAP, "tcp.payload", "tcp.srcport == 8080 && !tcp.analysis.retransmission"
+    )
     text = b"".join(bytes.fromhex(p.replace(":", "")) for p in payloads)
     assert text.count(b"event: NOTIFICATION") == len(ip_report["sse"])
 

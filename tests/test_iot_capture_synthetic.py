@@ -21,9 +21,8 @@ T0 = 1_500_282_058.123456789
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="needs the Debian tshark package")
 
 
-def eth(
-    src: str, dst: str, proto: int, segment: bytes, src_mac: str = A_MAC, dst_mac: str = B_MAC, vlan: int | None = None
-) -> bytes:
+def eth(src: str, dst: str, proto: int, segment: bytes, src_mac: str = A_MAC, dst_mac: str = B_MAC,
+        vlan: int | None = None) -> bytes:
     return synth.ethernet(src_mac, dst_mac, synth.ip_packet(src, dst, proto, segment), vlan)
 
 
@@ -56,15 +55,10 @@ def test_pcap_byte_orders_and_resolutions(tmp_path: Path, big_endian: bool, nano
 
 def test_pcapng_two_interfaces_with_own_link_types_resolutions_and_comments(tmp_path: Path) -> None:
     raw_packet = synth.ip_packet(A6, B6, 17, synth.udp(40001, 53, synth.dns_query("v6.example.org")))
-    path = synth.write_pcapng(
-        tmp_path / "x.pcapng",
-        [(1, 6), (229, 9)],
-        [
-            (0, T0, dns_frame("eth.example.org")),
-            (1, T0 + 1.000000001, raw_packet),
-        ],
-        comment="taken at the scene",
-    )
+    path = synth.write_pcapng(tmp_path / "x.pcapng", [(1, 6), (229, 9)], [
+        (0, T0, dns_frame("eth.example.org")),
+        (1, T0 + 1.000000001, raw_packet),
+    ], comment="taken at the scene")
     report = analyse_capture(path)
     assert report["stats"]["format"] == "pcapng" and report["stats"]["interfaces"] == 2
     assert set(report["stats"]["link_types"]) == {"ethernet", "ipv6"}
@@ -75,18 +69,15 @@ def test_pcapng_two_interfaces_with_own_link_types_resolutions_and_comments(tmp_
     assert abs(names["eth.example.org"]["ts"] - T0) < 2e-6
 
 
-@pytest.mark.parametrize(
-    ("linktype", "frame_of"),
-    [
-        (113, lambda p: synth.sll(A_MAC, p)),
-        (276, lambda p: synth.sll2(A_MAC, p)),
-        (101, lambda p: p),
-        (12, lambda p: p),
-        (0, lambda p: synth.null_loopback(p)),
-        (0, lambda p: synth.null_loopback(p, big_endian=True)),
-        (108, lambda p: synth.null_loopback(p, big_endian=True)),
-    ],
-)
+@pytest.mark.parametrize(("linktype", "frame_of"), [
+    (113, lambda p: synth.sll(A_MAC, p)),
+    (276, lambda p: synth.sll2(A_MAC, p)),
+    (101, lambda p: p),
+    (12, lambda p: p),
+    (0, lambda p: synth.null_loopback(p)),
+    (0, lambda p: synth.null_loopback(p, big_endian=True)),
+    (108, lambda p: synth.null_loopback(p, big_endian=True)),
+])
 @pytest.mark.parametrize(("src", "dst"), [(A, B), (A6, B6)])
 def test_link_types_carry_ipv4_and_ipv6(tmp_path: Path, linktype: int, frame_of, src: str, dst: str) -> None:
     packet = synth.ip_packet(src, dst, 17, synth.udp(40000, 53, synth.dns_query("link.example.org")))
@@ -100,10 +91,8 @@ def test_link_types_carry_ipv4_and_ipv6(tmp_path: Path, linktype: int, frame_of,
 
 
 def test_ipv4_and_ipv6_single_link_variants(tmp_path: Path) -> None:
-    frames = [
-        synth.ip_packet(A, B, 17, synth.udp(1, 53, synth.dns_query("four.example"))),
-        synth.ip_packet(A6, B6, 17, synth.udp(1, 53, synth.dns_query("six.example"))),
-    ]
+    frames = [synth.ip_packet(A, B, 17, synth.udp(1, 53, synth.dns_query("four.example"))),
+              synth.ip_packet(A6, B6, 17, synth.udp(1, 53, synth.dns_query("six.example")))]
     for linktype, frame in zip((228, 229), frames, strict=True):
         path = synth.write_pcap(tmp_path / f"{linktype}.pcap", [(T0, frame)], linktype=linktype)
         report = analyse_capture(path)
@@ -140,23 +129,9 @@ def test_tls_client_hello_sni_alpn_and_ja3(tmp_path: Path, split: bool) -> None:
 @needs_tshark
 def test_tls_sni_and_ja3_agree_with_tshark(tmp_path: Path) -> None:
     path = tls_capture(tmp_path, split=False)
-    out = subprocess.run(
-        [
-            "tshark",
-            "-n",
-            "-r",
-            str(path),
-            "-T",
-            "fields",
-            "-e",
-            "tls.handshake.extensions_server_name",
-            "-e",
-            "tls.handshake.ja3",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-T", "fields", "-e",
+                          "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3"],
+                         capture_output=True, text=True, check=True).stdout.split()
     hello = analyse_capture(path)["tls"][0]
     assert out[0] == hello["sni"]
     if len(out) > 1:  # tshark 4.0 has the JA3 field; keep the check where it exists
@@ -166,26 +141,15 @@ def test_tls_sni_and_ja3_agree_with_tshark(tmp_path: Path) -> None:
 def test_mqtt_connect_publish_and_cleartext_login_heuristic(tmp_path: Path) -> None:
     connect = synth.mqtt_connect("thermo-01", username="admin", password="hunter2")
     publish = synth.mqtt_publish("home/livingroom/temp", b"21.5", qos=1, packet_id=7)
-    frames = [
-        eth(A, B, 6, synth.tcp(50001, 1883, 500, connect + publish[:5])),
-        eth(A, B, 6, synth.tcp(50001, 1883, 500 + len(connect) + 5, publish[5:])),
-    ]
+    frames = [eth(A, B, 6, synth.tcp(50001, 1883, 500, connect + publish[:5])),
+              eth(A, B, 6, synth.tcp(50001, 1883, 500 + len(connect) + 5, publish[5:]))]
     path = synth.write_pcap(tmp_path / "mqtt.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
     svc, result = service_result(path)
     first, second = result.data["mqtt"]
     assert (first["type"], first["client_id"], first["username"], first["password_present"]) == (
-        "CONNECT",
-        "thermo-01",
-        "admin",
-        True,
-    )
+        "CONNECT", "thermo-01", "admin", True)
     assert (second["type"], second["topic"], second["payload"], second["qos"], second["packet_id"]) == (
-        "PUBLISH",
-        "home/livingroom/temp",
-        "21.5",
-        1,
-        7,
-    )
+        "PUBLISH", "home/livingroom/temp", "21.5", 1, 7)
     assert second["ts"] == pytest.approx(T0 + 1)
     assert result.heuristic_ids() == ["pcap.mqtt_cleartext_login"]
     assert {h.id for h in svc.heuristics} >= set(result.heuristic_ids())
@@ -194,9 +158,8 @@ def test_mqtt_connect_publish_and_cleartext_login_heuristic(tmp_path: Path) -> N
 
 def test_dhcp_fingerprint_lands_in_the_host_table(tmp_path: Path) -> None:
     request = synth.dhcp_request(B_MAC, "nest-thermostat", "dhcpcd-6.8.2:Linux", [1, 3, 6, 15, 28, 51])
-    frame = synth.ethernet(
-        B_MAC, "ff:ff:ff:ff:ff:ff", synth.ipv4("0.0.0.0", "255.255.255.255", 17, synth.udp(68, 67, request))
-    )
+    frame = synth.ethernet(B_MAC, "ff:ff:ff:ff:ff:ff", synth.ipv4("0.0.0.0", "255.255.255.255", 17,
+                                                                  synth.udp(68, 67, request)))
     report = analyse_capture(synth.write_pcap(tmp_path / "dhcp.pcap", [(T0, frame)]))
     host = {h["mac"]: h for h in report["hosts"]}[B_MAC]
     assert host["dhcp_hostname"] == "nest-thermostat"
@@ -207,26 +170,12 @@ def test_dhcp_fingerprint_lands_in_the_host_table(tmp_path: Path) -> None:
 
 def test_mdns_and_ssdp_names_land_in_the_host_table(tmp_path: Path) -> None:
     frames = [
-        eth(A, "224.0.0.251", 17, synth.udp(5353, 5353, synth.mdns_announce("kitchen-cam", A, "_hap._tcp.local"))),
-        eth(
-            A,
-            "239.255.255.250",
-            17,
-            synth.udp(
-                1900,
-                1900,
-                synth.ssdp_notify(
-                    "http://192.0.2.10:49152/desc.xml", "uuid:cam-1::upnp:rootdevice", "Linux/3.10 UPnP/1.0 Cam/2"
-                ),
-            ),
-        ),
-        eth(
-            B,
-            "239.255.255.250",
-            17,
-            synth.udp(50000, 1900, synth.ssdp_search("urn:dial-multiscreen-org:1")),
-            src_mac=B_MAC,
-        ),
+        eth(A, "224.0.0.251", 17,
+            synth.udp(5353, 5353, synth.mdns_announce("kitchen-cam", A, "_hap._tcp.local"))),
+        eth(A, "239.255.255.250", 17, synth.udp(1900, 1900, synth.ssdp_notify(
+            "http://192.0.2.10:49152/desc.xml", "uuid:cam-1::upnp:rootdevice", "Linux/3.10 UPnP/1.0 Cam/2"))),
+        eth(B, "239.255.255.250", 17, synth.udp(50000, 1900, synth.ssdp_search("urn:dial-multiscreen-org:1")),
+            src_mac=B_MAC),
     ]
     report = analyse_capture(write(tmp_path / "disc.pcap", frames))
     hosts = {h["mac"]: h for h in report["hosts"]}
@@ -241,20 +190,11 @@ def test_mdns_and_ssdp_names_land_in_the_host_table(tmp_path: Path) -> None:
 
 
 def http_capture(tmp_path: Path, reorder: bool = True) -> Path:
-    request = synth.http_request(
-        "POST",
-        "cloud.example.net",
-        "/api/v1/login",
-        body=b'{"user":"x"}',
-        extra="Authorization: Basic YWRtaW46c2VjcmV0\r\n",
-    )
+    request = synth.http_request("POST", "cloud.example.net", "/api/v1/login", body=b'{"user":"x"}',
+                                 extra="Authorization: Basic YWRtaW46c2VjcmV0\r\n")
     body = b"data: one\n\nid: 7\nevent: alarm\ndata: door\ndata: open\n\n"
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + f"{len(body):x}\r\n".encode()
-        + body
-        + b"\r\n0\r\n\r\n"
-    )
+    chunked = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
     c2s = [(0, request[:30]), (30, request[30:])]
     halves = [eth(A, B, 6, synth.tcp(50002, 80, 7000 + off, part)) for off, part in c2s]
     frames = [
@@ -262,14 +202,8 @@ def http_capture(tmp_path: Path, reorder: bool = True) -> Path:
         halves[0],  # retransmission
         eth(B, A, 6, synth.tcp(80, 50002, 9000, chunked), src_mac=B_MAC, dst_mac=A_MAC),
         eth(A, B, 6, synth.tcp(50003, 8080, 1, synth.http_request("GET", "cam.local:8080", "/snap.png"))),
-        eth(
-            B,
-            A,
-            6,
-            synth.tcp(8080, 50003, 1, synth.http_response(b"\x89PNG" + b"\0" * 64, "image/png")),
-            src_mac=B_MAC,
-            dst_mac=A_MAC,
-        ),
+        eth(B, A, 6, synth.tcp(8080, 50003, 1, synth.http_response(b"\x89PNG" + b"\0" * 64, "image/png")),
+            src_mac=B_MAC, dst_mac=A_MAC),
     ]
     return synth.write_pcap(tmp_path / "http.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
 
@@ -279,15 +213,9 @@ def test_http_reassembly_event_stream_carving_and_basic_auth(tmp_path: Path) -> 
     data = result.data
     login = next(r for r in data["http"] if r.get("uri") == "/api/v1/login")
     assert (login["method"], login["host"], login["basic_user"], login["response_status"]) == (
-        "POST",
-        "cloud.example.net",
-        "admin",
-        200,
-    )
+        "POST", "cloud.example.net", "admin", 200)
     assert [(e.get("id"), e.get("event"), e["data"]) for e in data["sse"]] == [
-        (None, None, "one"),
-        ("7", "alarm", "door\nopen"),
-    ]
+        (None, None, "one"), ("7", "alarm", "door\nopen")]
     names = {e.name: e for e in result.extracted}
     assert "http_0_0.json" in names and names["http_0_0.json"].data == b'{"user":"x"}'
     png = next(e for n, e in names.items() if n.endswith(".png"))
@@ -301,25 +229,10 @@ def test_http_reassembly_event_stream_carving_and_basic_auth(tmp_path: Path) -> 
 @needs_tshark
 def test_generated_http_agrees_with_tshark(tmp_path: Path) -> None:
     path = http_capture(tmp_path, reorder=False)  # tshark does not reorder a stream it saw no SYN for
-    out = subprocess.run(
-        [
-            "tshark",
-            "-n",
-            "-r",
-            str(path),
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-e",
-            "http.host",
-            "-e",
-            "http.request.uri",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = subprocess.run(["tshark", "-n", "-r", str(path),
+                          "-Y", "http.request", "-T", "fields",
+                          "-e", "http.host", "-e", "http.request.uri"], capture_output=True, text=True,
+                         check=True).stdout
     theirs = {tuple(line.split("\t")) for line in out.splitlines() if line}
     ours = {(r["host"], r["uri"]) for r in analyse_capture(path)["http"] if r["kind"] == "request"}
     assert ours == theirs
@@ -327,22 +240,10 @@ def test_generated_http_agrees_with_tshark(tmp_path: Path) -> None:
 
 def test_coap_lwm2m_paths_observe_and_registration(tmp_path: Path) -> None:
     frames = [
-        eth(
-            A,
-            B,
-            17,
-            synth.udp(
-                5683, 5683, synth.coap_message(0, 2, 1, b"\x01", "/rd", None, b"</3/0>", query="ep=node-7&lt=300")
-            ),
-        ),
-        eth(
-            B,
-            A,
-            17,
-            synth.udp(5683, 5683, synth.coap_message(0, 1, 2, b"\xab\xcd", "/3/0/1", 0)),
-            src_mac=B_MAC,
-            dst_mac=A_MAC,
-        ),
+        eth(A, B, 17, synth.udp(5683, 5683, synth.coap_message(0, 2, 1, b"\x01", "/rd", None, b"</3/0>",
+                                                              query="ep=node-7&lt=300"))),
+        eth(B, A, 17, synth.udp(5683, 5683, synth.coap_message(0, 1, 2, b"\xab\xcd", "/3/0/1", 0)),
+            src_mac=B_MAC, dst_mac=A_MAC),
         eth(A, B, 17, synth.udp(5683, 5683, synth.coap_message(2, 69, 2, b"\xab\xcd", "", 5, b"Acme"))),
     ]
     report = analyse_capture(write(tmp_path / "coap.pcap", frames))
@@ -350,11 +251,7 @@ def test_coap_lwm2m_paths_observe_and_registration(tmp_path: Path) -> None:
     assert (register["code"], register["uri_path"]) == ("POST", "/rd")
     assert register["uri_query"] == "ep=node-7&lt=300"
     assert (observe["code"], observe["uri_path"], observe["observe"], observe["lwm2m_object"]) == (
-        "GET",
-        "/3/0/1",
-        0,
-        "Device",
-    )
+        "GET", "/3/0/1", 0, "Device")
     assert (notify["type"], notify["code"], notify["token"]) == ("ACK", "2.05", "abcd")
     assert notify["payload"] == "Acme"
     assert "node-7" in {h["mac"]: h for h in report["hosts"]}[A_MAC]["lwm2m_endpoints"]
@@ -397,10 +294,8 @@ def test_random_bytes_and_corrupted_captures_never_raise(tmp_path: Path, seed: i
     noise = tmp_path / "noise.bin"
     noise.write_bytes(rng.randbytes(4096))
     assert analyse_capture(noise)["errors"]
-    for header in (
-        b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + b"\0" * 8 + b"\xff\xff\0\0\x01\0\0\0",
-        b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a",
-    ):
+    for header in (b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + b"\0" * 8 + b"\xff\xff\0\0\x01\0\0\0",
+                   b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a"):
         noise.write_bytes(header + rng.randbytes(2048))
         analyse_capture(noise)
     template = bytearray(http_capture(tmp_path).read_bytes() + tls_capture(tmp_path, True).read_bytes()[24:])
@@ -421,11 +316,9 @@ def test_dns_over_tcp_and_answers_with_compressed_names(tmp_path: Path) -> None:
     answer = synth.dns_answer("tcp.example.org", "198.51.100.7", ident=9)
     framed_q = len(query).to_bytes(2, "big") + query
     framed_a = len(answer).to_bytes(2, "big") + answer
-    frames = [
-        eth(A, B, 6, synth.tcp(50010, 53, 100, framed_q)),
-        eth(B, A, 6, synth.tcp(53, 50010, 900, framed_a), src_mac=B_MAC, dst_mac=A_MAC),
-        eth(B, A, 17, synth.udp(53, 40000, answer), src_mac=B_MAC, dst_mac=A_MAC),
-    ]
+    frames = [eth(A, B, 6, synth.tcp(50010, 53, 100, framed_q)),
+              eth(B, A, 6, synth.tcp(53, 50010, 900, framed_a), src_mac=B_MAC, dst_mac=A_MAC),
+              eth(B, A, 17, synth.udp(53, 40000, answer), src_mac=B_MAC, dst_mac=A_MAC)]
     report = analyse_capture(write(tmp_path / "dns.pcap", frames))
     tcp_query, tcp_answer, udp_answer = sorted(report["dns"], key=lambda d: d["ts"])
     assert tcp_query["questions"] == [{"name": "tcp.example.org", "type": "A"}] and not tcp_query["response"]

@@ -108,7 +108,9 @@ WAN = (
     '  wireless_interface: "wlan-2400mhz" oui: "f4f5d8" guest: false\n'
     "}\n"
 )
-STATION_DUMP = "Station aa:bb:cc:00:00:01 (on wlan-5000mhz)\n\tsignal:  \t-40 dBm\n\tconnected time:\t300 seconds\n"
+STATION_DUMP = (
+    "Station aa:bb:cc:00:00:01 (on wlan-5000mhz)\n\tsignal:  \t-40 dBm\n\tconnected time:\t300 seconds\n"
+)
 
 
 def crafted_report(*, extra: bytes = b"", config: str = CONFIG, info: str | None = None) -> bytes:
@@ -214,7 +216,9 @@ def test_real_embedded_files_become_decompressed_children(real: tuple[bytes, Res
     assert any(b"hostapd" in c for c in files)
     assert len(children) == len(result.extracted)  # unique names
     commands = [v for n, v in wire_fields(data) if n == 9]
-    assert len([n for n in children if n.startswith("cmd_")]) == sum(1 for c in commands if dict(wire_fields(c))[2])
+    assert len([n for n in children if n.startswith("cmd_")]) == sum(
+        1 for c in commands if dict(wire_fields(c))[2]
+    )
 
 
 @needs_case
@@ -237,7 +241,9 @@ def test_real_timelines_count_the_syslog_lines(real: tuple[bytes, Result]) -> No
     assert len(result.data["dhcp_timeline"]) == len(dhcp) > 10
     times = [e["time"] for e in association]
     assert times == sorted(times)
-    connects = sum(1 for _, msg in hostapd if msg.endswith("IEEE 802.11: Connected") or " AP-STA-CONNECT " in msg)
+    connects = sum(
+        1 for _, msg in hostapd if msg.endswith("IEEE 802.11: Connected") or " AP-STA-CONNECT " in msg
+    )
     assert sum(1 for e in association if e["event"] == "connected") == connects
     acks = [e for e in result.data["dhcp_timeline"] if e["event"] == "ack"]
     assert all(e["mac"] and e["ip"] for e in acks)
@@ -277,7 +283,9 @@ def test_real_station_dump_gives_join_times(real: tuple[bytes, Result]) -> None:
         if number != 9:
             continue
         cmd = dict(wire_fields(value))
-        for mac, seconds in re.findall(r"Station (\w{12})\s.*?connected time:\s*(\d+)", cmd[2].decode(), re.S):
+        for mac, seconds in re.findall(
+            r"Station (\w{12})\s.*?connected time:\s*(\d+)", cmd[2].decode(), re.S
+        ):
             item = station(result, ":".join(mac[i : i + 2] for i in range(0, 12, 2)))
             assert item["connected_seconds"] == int(seconds)
             assert item["joined"] == datetime.fromtimestamp(report_time - int(seconds), UTC).isoformat()
@@ -349,7 +357,9 @@ def test_text_format_station_info_is_merged(tmp_path: Path) -> None:
 
 
 def test_info_blob_in_text_format_is_read(tmp_path: Path) -> None:
-    info = 'station_info { mac_address: "00:11:22:33:44:55" dhcp_hostname: "printer" ip_addresses: "10.0.0.9" }'
+    info = (
+        'station_info { mac_address: "00:11:22:33:44:55" dhcp_hostname: "printer" ip_addresses: "10.0.0.9" }'
+    )
     result = run_service(tmp_path, crafted_report(info=info))
     assert station(result, "00:11:22:33:44:55")["hostname"] == "printer"
 

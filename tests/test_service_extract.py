@@ -122,7 +122,8 @@ def zip_file(path: Path, files: dict[str, bytes], method: int = zipfile.ZIP_DEFL
 
 def under(root: Path, result: Result) -> bool:
     return all(
-        child.path is not None and child.path.resolve().is_relative_to(root.resolve()) for child in result.extracted
+        child.path is not None and child.path.resolve().is_relative_to(root.resolve())
+        for child in result.extracted
     )
 
 
@@ -175,7 +176,9 @@ def gzip_zeros(size: int, isize: int | None = None) -> bytes:
 
 
 @needs_7z
-@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
 def test_zip_members_are_identical_to_7z_output(tmp_path: Path, method: int) -> None:
     archive = zip_file(tmp_path / "sample.zip", payload(), method)
     result = run(archive, tmp_path / "work")
@@ -337,7 +340,9 @@ def _written(root: Path) -> int:
 
 def test_zip_bomb_of_one_gibibyte_is_refused_without_writing_it(tmp_path: Path) -> None:
     archive = tmp_path / "bomb.zip"
-    archive.write_bytes(raw_zip([("zeros.bin", zeros_deflate(GiB), zeros_crc(GiB), GiB), ("ok.txt", *_plain())]))
+    archive.write_bytes(
+        raw_zip([("zeros.bin", zeros_deflate(GiB), zeros_crc(GiB), GiB), ("ok.txt", *_plain())])
+    )
     result = run(archive, tmp_path / "work")
     assert "extract.bomb" in result.heuristic_ids()
     assert "archive_bomb" in result.anomalies

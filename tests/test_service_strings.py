@@ -38,7 +38,9 @@ def test_mixed_text_yields_every_indicator_kind(tmp_path: Path) -> None:
     result = run_strings(tmp_path, MIXED_TEXT.encode())
     assert "http://update.badhost.example.com:8080/gate.php?id=7" in tagged(result, ioc.TAG_URI)
     assert {"update.badhost.example.com", "corp.example.net"} <= tagged(result, ioc.TAG_DOMAIN)
-    assert {"198.51.100.23", "2001:db8::1", "fe80::1ff:fe23:4567:890a", "::ffff:c000:201"} <= tagged(result, ioc.TAG_IP)
+    assert {"198.51.100.23", "2001:db8::1", "fe80::1ff:fe23:4567:890a", "::ffff:c000:201"} <= tagged(
+        result, ioc.TAG_IP
+    )
     assert tagged(result, ioc.TAG_EMAIL) == {"ops-team@corp.example.net"}
     keys = tagged(result, ioc.TAG_REGISTRY)
     assert r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run" in keys

@@ -192,7 +192,9 @@ def test_rule_changes_are_picked_up_without_restart(tmp_path: Path) -> None:
     source = 'rule marker { strings: $m = "LIVE-RELOAD-MARKER" condition: $m }'
     rulesets.add_rule_set(rules_dir, "live", source)
     assert rule_tags(scan(sample, rules_dir=str(rules_dir))) == {"live.marker"}
-    rulesets.add_rule_set(rules_dir, "live", 'rule marker2 { strings: $m = "RELOAD" condition: $m }', replace=True)
+    rulesets.add_rule_set(
+        rules_dir, "live", 'rule marker2 { strings: $m = "RELOAD" condition: $m }', replace=True
+    )
     assert rule_tags(scan(sample, rules_dir=str(rules_dir))) == {"live.marker2"}
     rulesets.remove_rule_set(rules_dir, "live")
     assert rule_tags(scan(sample, rules_dir=str(rules_dir))) == set()

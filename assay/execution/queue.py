@@ -16,7 +16,9 @@ from assay.db.models import Submission
 
 
 def _available(now: object) -> object:
-    return (Submission.state == "submitted") & or_(Submission.lease_until.is_(None), Submission.lease_until < now)
+    return (Submission.state == "submitted") & or_(
+        Submission.lease_until.is_(None), Submission.lease_until < now
+    )
 
 
 def claim(session: Session, worker_id: str, limit: int, lease_seconds: int) -> list[Submission]:

@@ -139,7 +139,9 @@ class OnHubReport(Service):
         }
         section = result.add_section("Network configuration", summary, "kv")
         if analysis.clear_secrets:
-            clear = section.add_subsection("Keys found in clear (masked here)", sorted(set(analysis.clear_secrets)))
+            clear = section.add_subsection(
+                "Keys found in clear (masked here)", sorted(set(analysis.clear_secrets))
+            )
             clear.heuristic = "onhub.psk_cleartext"
 
     def _tables(self, result: Result, analysis: Analysis, rows: int) -> None:
@@ -176,7 +178,9 @@ class OnHubReport(Service):
         mismatches = [e for e in data["association_timeline"] if e.get("event") == "psk_mismatch"]
         if len(mismatches) >= _PSK_MISMATCH_MIN:
             macs = sorted({str(e.get("mac")) for e in mismatches})
-            section = result.add_section("Wi-Fi key mismatches", {"events": len(mismatches), "stations": macs}, "kv")
+            section = result.add_section(
+                "Wi-Fi key mismatches", {"events": len(mismatches), "stations": macs}, "kv"
+            )
             section.heuristic = "onhub.psk_mismatch"
 
     def _extract(self, result: Result, analysis: Analysis, options: dict[str, Any]) -> None:

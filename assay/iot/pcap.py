@@ -15,12 +15,8 @@ from assay.iot.capture import DEFAULTS, Analysis
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
 
 _TAGS = {
-    "domain": "network.dynamic.domain",
-    "ip": "network.dynamic.ip",
-    "uri": "network.dynamic.uri",
-    "protocol": "network.protocol",
-    "ja3_hash": "network.tls.ja3_hash",
-    "sni": "network.tls.sni",
+    "domain": "network.dynamic.domain", "ip": "network.dynamic.ip", "uri": "network.dynamic.uri",
+    "protocol": "network.protocol", "ja3_hash": "network.tls.ja3_hash", "sni": "network.tls.sni",
     "user_agent": "network.user_agent",
 }
 _TABLE_ROWS = 50
@@ -46,20 +42,11 @@ class NetworkCapture(Service):
     parameters = dict(DEFAULTS)
     timeout = 120.0
     heuristics = (
-        Heuristic(
-            "pcap.http_basic_auth",
-            "Cleartext HTTP credentials",
-            "An HTTP request carried Basic authentication over an unencrypted connection.",
-            100,
-            ("T1040",),
-        ),
-        Heuristic(
-            "pcap.mqtt_cleartext_login",
-            "Cleartext MQTT login",
-            "An MQTT CONNECT carried a username or password over plain TCP.",
-            50,
-            ("T1040",),
-        ),
+        Heuristic("pcap.http_basic_auth", "Cleartext HTTP credentials",
+                  "An HTTP request carried Basic authentication over an unencrypted connection.", 100,
+                  ("T1040",)),
+        Heuristic("pcap.mqtt_cleartext_login", "Cleartext MQTT login",
+                  "An MQTT CONNECT carried a username or password over plain TCP.", 50, ("T1040",)),
     )
 
     def execute(self, request: FileRequest) -> Result:
@@ -70,7 +57,8 @@ class NetworkCapture(Service):
         result = Result()
         for name, description, body in analysis.report.carved:
             result.add_extracted(name, description, data=body)
-        report["carved"] = [{"name": n, "description": d, "size": len(b)} for n, d, b in analysis.report.carved]
+        report["carved"] = [{"name": n, "description": d, "size": len(b)}
+                            for n, d, b in analysis.report.carved]
         result.data = report
         result.anomalies.extend(report["anomalies"])
         result.file_info["capture_format"] = report["stats"].get("format")
@@ -81,19 +69,12 @@ class NetworkCapture(Service):
     @staticmethod
     def _summary(result: Result, report: dict[str, Any]) -> None:
         stats = report["stats"]
-        summary = result.add_section(
-            "Capture summary",
-            {
-                "format": stats.get("format"),
-                "link types": ", ".join(stats.get("link_types", [])),
-                "packets": stats.get("packets", 0),
-                "hosts": stats.get("hosts", 0),
-                "conversations": stats.get("conversations", {}),
-                "records": stats.get("records", {}),
-                "errors": "; ".join(report["errors"]) or "none",
-            },
-            "kv",
-        )
+        summary = result.add_section("Capture summary", {
+            "format": stats.get("format"), "link types": ", ".join(stats.get("link_types", [])),
+            "packets": stats.get("packets", 0), "hosts": stats.get("hosts", 0),
+            "conversations": stats.get("conversations", {}), "records": stats.get("records", {}),
+            "errors": "; ".join(report["errors"]) or "none",
+        }, "kv")
         for kind, values in report["indicators"].items():
             for value in values:
                 summary.add_tag(_TAGS[kind], value)
@@ -101,11 +82,8 @@ class NetworkCapture(Service):
         _table(summary, "Hosts", _pick(report["hosts"], host_keys))
         convs = sorted(report["conversations"], key=lambda c: -c["bytes"])
         _table(summary, "Top conversations", _pick(convs, "protocol a a_port b b_port packets bytes"))
-        queries = [
-            {"time": d["time"], "src": d["src"], "names": ", ".join(q["name"] for q in d["questions"])}
-            for d in report["dns"]
-            if not d["response"]
-        ]
+        queries = [{"time": d["time"], "src": d["src"], "names": ", ".join(q["name"] for q in d["questions"])}
+                   for d in report["dns"] if not d["response"]]
         _table(summary, "DNS queries", queries)
         requests = [r for r in report["http"] if r["kind"] == "request"]
         http_keys = "time src method host uri user_agent response_status"
@@ -117,20 +95,15 @@ class NetworkCapture(Service):
 
     @staticmethod
     def _credentials(result: Result, report: dict[str, Any]) -> None:
-        basic = [r for r in report["http"] if r["kind"] == "request" and r.get("auth_scheme", "").lower() == "basic"]
+        basic = [r for r in report["http"]
+                 if r["kind"] == "request" and r.get("auth_scheme", "").lower() == "basic"]
         if basic:
-            section = result.add_section(
-                "Cleartext HTTP Basic credentials",
-                [
-                    {"time": r["time"], "src": r["src"], "host": r.get("host"), "user": r.get("basic_user")}
-                    for r in basic[:_TABLE_ROWS]
-                ],
-                "table",
-            )
+            section = result.add_section("Cleartext HTTP Basic credentials", [
+                {"time": r["time"], "src": r["src"], "host": r.get("host"), "user": r.get("basic_user")}
+                for r in basic[:_TABLE_ROWS]], "table")
             section.heuristic = "pcap.http_basic_auth"
-        logins = [
-            r for r in report["mqtt"] if r["type"] == "CONNECT" and (r.get("username") or r.get("password_present"))
-        ]
+        logins = [r for r in report["mqtt"] if r["type"] == "CONNECT" and (r.get("username") or
+                                                                            r.get("password_present"))]
         if logins:
             rows = _pick(logins[:_TABLE_ROWS], "time src client_id username")
             section = result.add_section("Cleartext MQTT logins", rows, "table")

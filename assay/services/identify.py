@@ -115,7 +115,8 @@ _TYPE_RULES: tuple[tuple[str, str | None, str], ...] = (
     (r"application/x-empty|inode/x-empty", None, "empty"),
 )
 _COMPILED = tuple(
-    (re.compile(mime, re.I), re.compile(desc, re.I | re.S) if desc else None, kind) for mime, desc, kind in _TYPE_RULES
+    (re.compile(mime, re.I), re.compile(desc, re.I | re.S) if desc else None, kind)
+    for mime, desc, kind in _TYPE_RULES
 )
 
 
@@ -244,7 +245,9 @@ class Identify(Service):
 
     def execute(self, request: FileRequest) -> Result:
         identity = identify_path(request.path)
-        result = Result(file_info={"type": identity.file_type, "mime": identity.mime, "magic": identity.magic})
+        result = Result(
+            file_info={"type": identity.file_type, "mime": identity.mime, "magic": identity.magic}
+        )
         result.add_section(
             "File identification",
             {"type": identity.file_type, "mime": identity.mime, "magic": identity.magic},

@@ -40,104 +40,21 @@ TAG_REGISTRY = "dynamic.registry_key"
 
 # Public suffixes that are also everyday file extensions or code attribute names: a bare
 # two-label ``name.<suffix>`` with one of these is far more often a file than a host.
-AMBIGUOUS_SUFFIXES = frozenset(
-    {
-        # file extensions
-        "ac",
-        "ai",
-        "am",
-        "app",
-        "cab",
-        "cat",
-        "cc",
-        "dev",
-        "dot",
-        "gmo",
-        "in",
-        "inc",
-        "info",
-        "java",
-        "la",
-        "md",
-        "mk",
-        "ml",
-        "mm",
-        "mo",
-        "mov",
-        "ms",
-        "pl",
-        "pm",
-        "pro",
-        "ps",
-        "py",
-        "rs",
-        "sh",
-        "so",
-        "st",
-        "tab",
-        "target",
-        "tf",
-        "zip",
-        # attribute and method names (``self.name``, ``stream.read``, ``entry.data``)
-        "build",
-        "call",
-        "data",
-        "date",
-        "global",
-        "host",
-        "id",
-        "link",
-        "map",
-        "name",
-        "new",
-        "next",
-        "now",
-        "one",
-        "open",
-        "plus",
-        "read",
-        "rest",
-        "run",
-        "save",
-        "store",
-    }
-)
+AMBIGUOUS_SUFFIXES = frozenset({
+    # file extensions
+    "ac", "ai", "am", "app", "cab", "cat", "cc", "dev", "dot", "gmo", "in", "inc", "info", "java", "la",
+    "md", "mk", "ml", "mm", "mo", "mov", "ms", "pl", "pm", "pro", "ps", "py", "rs", "sh", "so", "st", "tab",
+    "target", "tf", "zip",
+    # attribute and method names (``self.name``, ``stream.read``, ``entry.data``)
+    "build", "call", "data", "date", "global", "host", "id", "link", "map", "name", "new", "next", "now",
+    "one", "open", "plus", "read", "rest", "run", "save", "store",
+})
 
-UNIX_ROOTS = frozenset(
-    {
-        "bin",
-        "boot",
-        "dev",
-        "etc",
-        "home",
-        "lib",
-        "lib32",
-        "lib64",
-        "libx32",
-        "media",
-        "mnt",
-        "opt",
-        "proc",
-        "root",
-        "run",
-        "sbin",
-        "srv",
-        "sys",
-        "tmp",
-        "usr",
-        "var",
-        "system",
-        "data",
-        "sdcard",
-        "storage",
-        "Users",
-        "Library",
-        "Applications",
-        "System",
-        "private",
-        "Volumes",
-    }
-)
+UNIX_ROOTS = frozenset({
+    "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media", "mnt", "opt", "proc",
+    "root", "run", "sbin", "srv", "sys", "tmp", "usr", "var", "system", "data", "sdcard", "storage",
+    "Users", "Library", "Applications", "System", "private", "Volumes",
+})
 
 # (literal hints in the lower-cased text, pattern, replacement): a pattern runs only when one
 # of its hints is present, which spares most texts every substitution.
@@ -160,7 +77,9 @@ _DOMAIN_RE = re.compile(
     re.I,
 )
 _IPV4_RE = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w]|\.\d)")
-_IPV6_RE = re.compile(r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{0,4})(?![\w:.])", re.I)
+_IPV6_RE = re.compile(
+    r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{0,4})(?![\w:.])", re.I
+)
 _URI_RE = re.compile(
     r"(?<![\w+.-])(?:https?|ftps?|wss?)://"
     r"(?:[^\s/?#@\"'<>\\\[\]`{}|^]+@)?"  # userinfo

@@ -119,23 +119,16 @@ class Strings(Service):
     }
     heuristics = (
         Heuristic(
-            "strings.many_ips",
-            "Many IP addresses",
-            "The file embeds many distinct IP addresses, as bot configurations and scanners do.",
-            50,
+            "strings.many_ips", "Many IP addresses",
+            "The file embeds many distinct IP addresses, as bot configurations and scanners do.", 50,
         ),
         Heuristic(
-            "strings.powershell_encoded",
-            "Encoded PowerShell command",
-            "A PowerShell command line carries a base64 (-EncodedCommand) script.",
-            300,
-            ("T1059.001",),
+            "strings.powershell_encoded", "Encoded PowerShell command",
+            "A PowerShell command line carries a base64 (-EncodedCommand) script.", 300, ("T1059.001",),
         ),
         Heuristic(
-            "strings.url_raw_ip",
-            "URL with a raw IP host",
-            "A URL points at an IP address instead of a host name, common for staging servers.",
-            100,
+            "strings.url_raw_ip", "URL with a raw IP host",
+            "A URL points at an IP address instead of a host name, common for staging servers.", 100,
         ),
     )
 

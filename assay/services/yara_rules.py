@@ -94,7 +94,9 @@ class Yara(Service):
         self._report(matches, opts, result)
         return result
 
-    def _match(self, rules: yara.Rules, request: FileRequest, opts: dict[str, Any], result: Result) -> list[Any]:
+    def _match(
+        self, rules: yara.Rules, request: FileRequest, opts: dict[str, Any], result: Result
+    ) -> list[Any]:
         try:
             return list(rules.match(str(request.path), timeout=int(opts["timeout"])))
         except yara.TimeoutError:

@@ -199,7 +199,9 @@ class AccountRunner:
             task = session.get(Task, task_id)
             if task is None:
                 return
-            submission = state.intake.submit(session, task.user, stored, f"{creds.service}-account.json", meta, params)
+            submission = state.intake.submit(
+                session, task.user, stored, f"{creds.service}-account.json", meta, params
+            )
             task.sid = submission.sid
             task.state = "success"
         state.work_added()
@@ -214,8 +216,6 @@ class AccountRunner:
 
 def interrupted(task: Task, timeout_seconds: int) -> bool:
     """An unfinished collection older than the timeout: its thread died with a previous process."""
-    return (
-        task.sid is None
-        and task.state in ("pending", "processing")
-        and (utcnow() - task.created > timedelta(seconds=timeout_seconds))
+    return task.sid is None and task.state in ("pending", "processing") and (
+        utcnow() - task.created > timedelta(seconds=timeout_seconds)
     )

@@ -50,15 +50,9 @@ class Device:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "mac": self.mac,
-            "serial": self.serial,
-            "hostnames": self.hostnames,
-            "names": self.names,
-            "ips": self.ips,
-            "vendor": self.vendor,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "seen_by": self.seen_by,
+            "mac": self.mac, "serial": self.serial, "hostnames": self.hostnames, "names": self.names,
+            "ips": self.ips, "vendor": self.vendor, "first_seen": self.first_seen,
+            "last_seen": self.last_seen, "seen_by": self.seen_by,
         }
 
 
@@ -134,9 +128,8 @@ class Inventory:
                 return device
         return None
 
-    def _merge(
-        self, device: Device, record: Mapping[str, Any], mac: str | None, serial: str | None, hosts: list[str]
-    ) -> None:
+    def _merge(self, device: Device, record: Mapping[str, Any], mac: str | None, serial: str | None,
+               hosts: list[str]) -> None:
         if mac and not device.mac:
             device.mac = mac
             self.by_mac[mac] = device
@@ -186,9 +179,8 @@ def _entry_time(entry: Mapping[str, Any]) -> float:
     return float("inf")
 
 
-def merge(
-    sources: Iterable[Source], max_timeline: int = DEFAULT_MAX_TIMELINE, max_devices: int = DEFAULT_MAX_DEVICES
-) -> dict[str, Any]:
+def merge(sources: Iterable[Source], max_timeline: int = DEFAULT_MAX_TIMELINE,
+          max_devices: int = DEFAULT_MAX_DEVICES) -> dict[str, Any]:
     """``{"inventory": [...], "timeline": [...], "truncated": {...}}`` for the given sources."""
     inventory = Inventory(max_devices)
     timeline: list[tuple[float, int, dict[str, Any]]] = []

@@ -47,5 +47,7 @@ class CaseTask(Base):
     __tablename__ = "case_tasks"
 
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), primary_key=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"), primary_key=True, index=True)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.task_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     path: Mapped[str | None] = mapped_column(Text)

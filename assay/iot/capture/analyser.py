@@ -141,11 +141,8 @@ class Analysis:
         self._count_only_kinds = 0
         self._pending: dict[bytes, list[tuple[int, float, bytes]]] = {}
         self._udp: dict[str, Callable[..., None]] = {
-            "dns": self.report.dns_message,
-            "mdns": self.report.dns_message,
-            "dhcp": self.report.dhcp,
-            "ssdp": self.report.ssdp,
-            "coap": self.report.coap,
+            "dns": self.report.dns_message, "mdns": self.report.dns_message, "dhcp": self.report.dhcp,
+            "ssdp": self.report.ssdp, "coap": self.report.coap,
         }
 
     def run(self) -> Report:
@@ -195,7 +192,8 @@ class Analysis:
                 self._packet(ts, linktype, frame, orig, count)
         return count
 
-    def _walk_ethernet_pcap(self, reader: CaptureReader, buf: mmap.mmap, view: memoryview, layout: PcapLayout) -> int:
+    def _walk_ethernet_pcap(self, reader: CaptureReader, buf: mmap.mmap, view: memoryview,
+                            layout: PcapLayout) -> int:
         """The fast walk over a pcap of Ethernet frames; returns the packets counted.
 
         Tallies are stamped with the record offset instead of a time (see
@@ -264,9 +262,8 @@ class Analysis:
         tables[6], tables[17] = self.known[6], self.known[17]
         return tables
 
-    def _walk_pcap_tail(
-        self, reader: CaptureReader, buf: mmap.mmap, layout: PcapLayout, off: int, count: int, budget: _Budget
-    ) -> int:
+    def _walk_pcap_tail(self, reader: CaptureReader, buf: mmap.mmap, layout: PcapLayout, off: int,
+                        count: int, budget: _Budget) -> int:
         """The last records of a pcap, too near its end for the wide struct of the fast walk."""
         header = struct.Struct(layout.order + "IIII").unpack_from
         while off + 16 <= layout.end:
@@ -327,7 +324,8 @@ class Analysis:
         self._payload(tally, proto, addrs, frame, 34, min(len(frame), 14 + ((len_hi << 8) | len_lo)), ts)
         return True
 
-    def _payload(self, tally: Tally, proto: int, addrs: bytes, frame: bytes, l4: int, end: int, ts: float) -> None:
+    def _payload(self, tally: Tally, proto: int, addrs: bytes, frame: bytes, l4: int, end: int,
+                 ts: float) -> None:
         """Hand a datagram to its parser, or a TCP segment to reassembly, if either is wanted."""
         if proto == 17:
             if tally[4] is None or end - l4 <= 8:
@@ -406,8 +404,7 @@ class Analysis:
         """Add every tally into its conversation and host, in file order for the last-seen times."""
         counts, saturated = self.report.counts, self.report.saturated
         for packets, size, _seq, ts, _parser, unparsed, host, conv, side, kind in sorted(
-            self.tallies, key=itemgetter(_SEQ_AT)
-        ):
+                self.tallies, key=itemgetter(_SEQ_AT)):
             if unparsed:
                 counts[saturated[kind]] += unparsed
             if not packets:
@@ -436,9 +433,8 @@ class Analysis:
             if tally[4] is not None and tally[4] in saturated:
                 tally[4] = _COUNT_ONLY
 
-    def _tcp_payload(
-        self, tally: Tally, addrs: bytes, data: bytes | mmap.mmap, l4: int, payload_off: int, end: int, ts: float
-    ) -> None:
+    def _tcp_payload(self, tally: Tally, addrs: bytes, data: bytes | mmap.mmap, l4: int, payload_off: int,
+                     end: int, ts: float) -> None:
         """A TCP segment with payload (at ``data[payload_off:end]``) of a direction not yet rejected."""
         seq = _SEQ(data, l4 + 4)[0]
         direction = self.dirs.get(addrs, _NEVER)

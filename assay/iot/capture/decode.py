@@ -17,16 +17,8 @@ LINK_ETHERNET, LINK_NULL, LINK_LOOP = 1, 0, 108
 LINK_RAW = frozenset({12, 14, 101})
 LINK_IPV4, LINK_IPV6, LINK_SLL, LINK_SLL2 = 228, 229, 113, 276
 LINK_NAMES = {
-    0: "null",
-    1: "ethernet",
-    12: "raw",
-    14: "raw",
-    101: "raw",
-    108: "loop",
-    113: "linux_sll",
-    228: "ipv4",
-    229: "ipv6",
-    276: "linux_sll2",
+    0: "null", 1: "ethernet", 12: "raw", 14: "raw", 101: "raw", 108: "loop",
+    113: "linux_sll", 228: "ipv4", 229: "ipv6", 276: "linux_sll2",
 }
 _IPV6_EXT = frozenset({0, 43, 60, 51})
 _NULL_IPV6 = frozenset({24, 28, 30})

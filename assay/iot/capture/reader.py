@@ -203,9 +203,8 @@ class CaptureReader:
             self.errors.append(f"{size - off} trailing bytes after the last block")
 
     @staticmethod
-    def _plain_epb(
-        buf: mmap.mmap, off: int, blen: int, order: str, ifaces: list[tuple[int, float, float]]
-    ) -> Record | None:
+    def _plain_epb(buf: mmap.mmap, off: int, blen: int, order: str,
+                   ifaces: list[tuple[int, float, float]]) -> Record | None:
         """The record of an enhanced packet block with no options and nothing odd, read in place.
 
         Anything else (``None``) goes through :meth:`_block`, which copes with every case.
@@ -219,7 +218,9 @@ class CaptureReader:
         linktype, scale, offset = ifaces[iface]
         return offset + ((hi << 32) | lo) * scale, linktype, buf[off + 28 : off + 28 + caplen], orig
 
-    def _block(self, btype: int, body: bytes, order: str, ifaces: list[tuple[int, float, float]]) -> Record | None:
+    def _block(
+        self, btype: int, body: bytes, order: str, ifaces: list[tuple[int, float, float]]
+    ) -> Record | None:
         if btype == _BLOCK_EPB and len(body) >= 20:
             iface, hi, lo, caplen, orig = struct.unpack_from(order + "IIIII", body)
             return self._packet(body, 20, iface, hi, lo, caplen, orig, order, ifaces)
@@ -237,16 +238,8 @@ class CaptureReader:
         return None
 
     def _packet(
-        self,
-        body: bytes,
-        start: int,
-        iface: int,
-        hi: int,
-        lo: int,
-        caplen: int,
-        orig: int,
-        order: str,
-        ifaces: list[tuple[int, float, float]],
+        self, body: bytes, start: int, iface: int, hi: int, lo: int, caplen: int, orig: int,
+        order: str, ifaces: list[tuple[int, float, float]],
     ) -> Record | None:
         if iface >= len(ifaces):
             if len(self.errors) < MAX_COMMENTS:
@@ -266,7 +259,7 @@ class CaptureReader:
         scale = 1e-6
         if opts.get(_OPT_TSRESOL):
             value = opts[_OPT_TSRESOL][0]
-            scale = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
+            scale = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
         offset = 0.0
         if len(opts.get(_OPT_TSOFFSET, b"")) == 8:
             offset = float(struct.unpack(order + "q", opts[_OPT_TSOFFSET])[0])

@@ -38,19 +38,9 @@ PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 MAX_IPS_PER_HOST = 64
 MAX_NAMES_PER_HOST = 32
 _EXTENSIONS = {
-    "json": "json",
-    "html": "html",
-    "xml": "xml",
-    "javascript": "js",
-    "event-stream": "txt",
+    "json": "json", "html": "html", "xml": "xml", "javascript": "js", "event-stream": "txt",
     "text/plain": "txt",
-    "png": "png",
-    "jpeg": "jpg",
-    "gif": "gif",
-    "css": "css",
-    "zip": "zip",
-    "gzip": "gz",
-    "pdf": "pdf",
+    "png": "png", "jpeg": "jpg", "gif": "gif", "css": "css", "zip": "zip", "gzip": "gz", "pdf": "pdf",
 }
 # host list layout: packets, bytes, first seen, last seen, ips, info, key
 Host = list[Any]
@@ -153,28 +143,19 @@ class Report:
         self.tables[table].append(record)
         self.indicator("protocol", table)
         if len(self.timeline) < self.max_records:
-            self.timeline.append(
-                {
-                    "ts": record["ts"],
-                    "time": record["time"],
-                    "protocol": table,
-                    "src": record.get("src"),
-                    "dst": record.get("dst"),
-                    "summary": summary,
-                }
-            )
+            self.timeline.append({
+                "ts": record["ts"], "time": record["time"], "protocol": table,
+                "src": record.get("src"), "dst": record.get("dst"), "summary": summary,
+            })
         else:
             self.anomaly("table_limit_reached:timeline")
 
     @staticmethod
     def endpoints(ts: float, src: bytes | str, sport: int, dst: bytes | str, dport: int) -> dict[str, Any]:
         return {
-            "ts": ts,
-            "time": iso(ts),
-            "src": src if isinstance(src, str) else ip_text(src),
-            "sport": sport,
-            "dst": dst if isinstance(dst, str) else ip_text(dst),
-            "dport": dport,
+            "ts": ts, "time": iso(ts),
+            "src": src if isinstance(src, str) else ip_text(src), "sport": sport,
+            "dst": dst if isinstance(dst, str) else ip_text(dst), "dport": dport,
         }
 
     # -- hosts and conversations ------------------------------------------------------
@@ -239,9 +220,8 @@ class Report:
         return self.convs[key]
 
     # -- datagram protocols ---------------------------------------------------------------
-    def dns_message(
-        self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, host: Host | None
-    ) -> None:
+    def dns_message(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+                    host: Host | None) -> None:
         if self.full("dns"):
             return
         message = parse_dns(payload)
@@ -251,8 +231,7 @@ class Report:
         mdns = 5353 in (sport, dport)
         record = {**self.endpoints(ts, src, sport, dst, dport), "mdns": mdns, **message}
         names = ", ".join(q["name"] for q in message["questions"]) or ", ".join(
-            a["name"] for a in message["answers"][:3]
-        )
+            a["name"] for a in message["answers"][:3])
         kind = "mDNS" if mdns else "DNS"
         summary = f"{kind} {'response' if message['response'] else 'query'} {names}"
         self.add("dns", record, summary)
@@ -270,19 +249,15 @@ class Report:
                 name = answer["data"] if answer["type"] == "PTR" else answer["name"]
                 self.host_note(host, "mdns_names", name, many=True)
 
-    def dhcp(
-        self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, host: Host | None
-    ) -> None:
+    def dhcp(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+             host: Host | None) -> None:
         if self.full("dhcp"):
             return
         message = parse_dhcp(payload)
         if message is None:
             return
-        self.add(
-            "dhcp",
-            {**self.endpoints(ts, src, sport, dst, dport), **message},
-            f"DHCP {message['message_type']} {message['client_mac']} {message.get('hostname', '')}",
-        )
+        self.add("dhcp", {**self.endpoints(ts, src, sport, dst, dport), **message},
+                 f"DHCP {message['message_type']} {message['client_mac']} {message.get('hostname', '')}")
         if message["op"] != "request":
             return
         client = self.host_by_mac(bytes.fromhex(message["client_mac"].replace(":", "")), ts)
@@ -291,28 +266,23 @@ class Report:
         self.host_note(client, "dhcp_parameter_request_list", message.get("parameter_request_list"))
         self.host_note(client, "dhcp_requested_ip", message.get("requested_ip"))
 
-    def ssdp(
-        self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, host: Host | None
-    ) -> None:
+    def ssdp(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+             host: Host | None) -> None:
         if self.full("ssdp"):
             return
         message = parse_ssdp(payload)
         if message is None:
             return
         target = message.get("nt") or message.get("st") or ""
-        self.add(
-            "ssdp",
-            {**self.endpoints(ts, src, sport, dst, dport), **message},
-            f"SSDP {message['kind']} {target}".strip(),
-        )
+        self.add("ssdp", {**self.endpoints(ts, src, sport, dst, dport), **message},
+                 f"SSDP {message['kind']} {target}".strip())
         for field in ("server", "usn", "location", "user-agent"):
             self.host_note(host, f"ssdp_{field.replace('-', '_')}", message.get(field), many=True)
         if message.get("location"):
             self.indicator("uri", message["location"])
 
-    def coap(
-        self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, host: Host | None
-    ) -> None:
+    def coap(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+             host: Host | None) -> None:
         if self.full("coap"):
             return
         message = parse_coap(payload)
@@ -336,13 +306,8 @@ class Report:
             self.anomaly("stream_size_limit_reached")
         if direction.gap:
             self.stats["tcp_streams_with_gaps"] = self.stats.get("tcp_streams_with_gaps", 0) + 1
-        handler = {
-            "http": self._http_stream,
-            "tls": self._tls_stream,
-            "dns": self._dns_stream,
-            "mqtt": self._mqtt_stream,
-            "sse": self._sse_stream,
-        }[direction.kind]
+        handler = {"http": self._http_stream, "tls": self._tls_stream, "dns": self._dns_stream,
+                   "mqtt": self._mqtt_stream, "sse": self._sse_stream}[direction.kind]
         handler(direction, stream, offsets, times)
 
     def _when(self, direction: Direction, offsets: Offsets, times: Times, off: int) -> dict[str, Any]:
@@ -350,16 +315,12 @@ class Report:
         return self.endpoints(ts, direction.src, direction.sport, direction.dst, direction.dport)
 
     def _http_stream(self, direction: Direction, stream: bytes, offsets: Offsets, times: Times) -> None:
-        records = self._http_by_dir.setdefault((direction.src, direction.sport, direction.dst, direction.dport), [])
+        records = self._http_by_dir.setdefault(
+            (direction.src, direction.sport, direction.dst, direction.dport), [])
         for off, message, body, body_off in http_proto.iter_http(
-            stream, self.max_records, int(self.opts["max_stream_bytes"])
-        ):
-            record = {
-                **self._when(direction, offsets, times, off),
-                "stream": direction.stream,
-                **message,
-                "body_size": len(body),
-            }
+                stream, self.max_records, int(self.opts["max_stream_bytes"])):
+            record = {**self._when(direction, offsets, times, off), "stream": direction.stream, **message,
+                      "body_size": len(body)}
             if body:
                 record["carved"] = self._carve(direction.stream, body, message.get("content_type"))
             if "event-stream" in (message.get("content_type") or ""):
@@ -395,13 +356,15 @@ class Report:
         index = self._carved_per_stream.get(stream, 0)
         self._carved_per_stream[stream] = index + 1
         name = f"http_{stream}_{index}.{extension_for(content_type)}"
-        self.carved.append((name, f"HTTP body from TCP stream {stream} ({content_type or 'no type'})", body[:limit]))
+        self.carved.append((name, f"HTTP body from TCP stream {stream} ({content_type or 'no type'})",
+                            body[:limit]))
         return name
 
     def _sse_stream(self, direction: Direction, stream: bytes, offsets: Offsets, times: Times) -> None:
         self._sse_events(direction, stream, 0, offsets, times)
 
-    def _sse_events(self, direction: Direction, raw: bytes, base: int, offsets: list[int], times: list[float]) -> None:
+    def _sse_events(self, direction: Direction, raw: bytes, base: int, offsets: list[int],
+                    times: list[float]) -> None:
         for off, event in http_proto.parse_sse_stream(raw, self.max_records):
             when = self._when(direction, offsets, times, base + off)
             record = {**when, "stream": direction.stream, **event}
@@ -424,15 +387,8 @@ class Report:
             if length == 0 or off + 2 + length > len(stream):
                 break
             when = self._when(direction, offsets, times, off)
-            self.dns_message(
-                when["ts"],
-                direction.src,
-                direction.sport,
-                direction.dst,
-                direction.dport,
-                stream[off + 2 : off + 2 + length],
-                None,
-            )
+            self.dns_message(when["ts"], direction.src, direction.sport, direction.dst, direction.dport,
+                             stream[off + 2 : off + 2 + length], None)
             off += 2 + length
 
     def _mqtt_stream(self, direction: Direction, stream: bytes, offsets: Offsets, times: Times) -> None:
@@ -451,24 +407,20 @@ class Report:
             self.anomaly("truncated_or_corrupt_capture")
         if reader.byte_limit_hit:
             self.anomaly("byte_limit_reached")
-        self.stats.update(
-            {
-                "format": reader.format,
-                "link_types": sorted({LINK_NAMES.get(i["linktype"], str(i["linktype"])) for i in reader.interfaces}),
-                "interfaces": len(reader.interfaces),
-                "comments": reader.comments,
-                "bytes_read": reader.bytes_read,
-            }
-        )
+        self.stats.update({
+            "format": reader.format,
+            "link_types": sorted({LINK_NAMES.get(i["linktype"], str(i["linktype"]))
+                                  for i in reader.interfaces}),
+            "interfaces": len(reader.interfaces),
+            "comments": reader.comments,
+            "bytes_read": reader.bytes_read,
+        })
 
     def finish(self) -> None:
         for (src, sport, dst, dport), requests in self._http_by_dir.items():
             responses = self._http_by_dir.get((dst, dport, src, sport), [])
-            pairs = zip(
-                (r for r in requests if r["kind"] == "request"),
-                (r for r in responses if r["kind"] == "response"),
-                strict=False,
-            )
+            pairs = zip((r for r in requests if r["kind"] == "request"),
+                        (r for r in responses if r["kind"] == "response"), strict=False)
             for request, response in pairs:
                 response["request_method"] = request["method"]
                 response["request_uri"] = request["uri"]
@@ -483,18 +435,14 @@ class Report:
         for key, host in list(self.hosts.items())[: self.max_records]:
             mac = host[6]
             mac_str = mac_text(mac) if mac is not None else None
-            rows.append(
-                {
-                    "mac": mac_str,
-                    "vendor": vendor_of(mac_str) if mac_str else None,
-                    "ips": sorted(ip_text(ip) for ip in host[4]) or ([ip_text(key)] if mac is None else []),
-                    "packets": host[0],
-                    "bytes": host[1],
-                    "first_seen": iso(host[2]),
-                    "last_seen": iso(host[3]),
-                    **host[5],
-                }
-            )
+            rows.append({
+                "mac": mac_str,
+                "vendor": vendor_of(mac_str) if mac_str else None,
+                "ips": sorted(ip_text(ip) for ip in host[4]) or ([ip_text(key)] if mac is None else []),
+                "packets": host[0], "bytes": host[1],
+                "first_seen": iso(host[2]), "last_seen": iso(host[3]),
+                **host[5],
+            })
         return rows
 
     def conversation_rows(self) -> list[dict[str, Any]]:
@@ -503,25 +451,15 @@ class Report:
             proto, addrs = conv[7]
             a, b = split_addresses(addrs)
             aport, bport = key_ports(addrs)
-            rows.append(
-                {
-                    "protocol": PROTOCOLS.get(proto, str(proto)),
-                    "stream": conv[6],
-                    "a": ip_text(a),
-                    "a_port": aport,
-                    "b": ip_text(b),
-                    "b_port": bport,
-                    "packets_a_to_b": conv[0],
-                    "packets_b_to_a": conv[1],
-                    "bytes_a_to_b": conv[2],
-                    "bytes_b_to_a": conv[3],
-                    "packets": conv[0] + conv[1],
-                    "bytes": conv[2] + conv[3],
-                    "first_seen": iso(conv[4]),
-                    "last_seen": iso(conv[5]),
-                    "duration": round(conv[5] - conv[4], 6),
-                }
-            )
+            rows.append({
+                "protocol": PROTOCOLS.get(proto, str(proto)), "stream": conv[6],
+                "a": ip_text(a), "a_port": aport, "b": ip_text(b), "b_port": bport,
+                "packets_a_to_b": conv[0], "packets_b_to_a": conv[1],
+                "bytes_a_to_b": conv[2], "bytes_b_to_a": conv[3],
+                "packets": conv[0] + conv[1], "bytes": conv[2] + conv[3],
+                "first_seen": iso(conv[4]), "last_seen": iso(conv[5]),
+                "duration": round(conv[5] - conv[4], 6),
+            })
         if len(self.conv_list) > self.max_records:
             self.anomaly("table_limit_reached:conversations")
         return rows
@@ -532,20 +470,11 @@ class Report:
         for conv in self.conv_list:
             name = PROTOCOLS.get(conv[7][0], str(conv[7][0]))
             per_proto[name] = per_proto.get(name, 0) + 1
-        stats = {
-            **self.stats,
-            "hosts": len(self.hosts),
-            "conversations": per_proto,
-            "records": dict(self.counts),
-            "carved": len(self.carved),
-        }
+        stats = {**self.stats, "hosts": len(self.hosts), "conversations": per_proto,
+                 "records": dict(self.counts), "carved": len(self.carved)}
         return {
-            "hosts": self.host_rows(),
-            "conversations": conversations,
-            **self.tables,
-            "timeline": self.timeline,
-            "stats": stats,
-            "errors": list(self.errors),
+            "hosts": self.host_rows(), "conversations": conversations, **self.tables,
+            "timeline": self.timeline, "stats": stats, "errors": list(self.errors),
             "anomalies": list(self.anomalies),
             "indicators": {k: sorted(v) for k, v in self.indicators.items()},
         }

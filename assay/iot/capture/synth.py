@@ -25,36 +25,15 @@ def _checksum(data: bytes) -> int:
 
 
 def ipv4(src: str, dst: str, proto: int, payload: bytes, ident: int = 1) -> bytes:
-    header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(payload),
-        ident & 0xFFFF,
-        0x4000,
-        64,
-        proto,
-        0,
-        ipaddress.IPv4Address(src).packed,
-        ipaddress.IPv4Address(dst).packed,
-    )
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, 64, proto, 0,
+                         ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
     header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
     return header + payload
 
 
 def ipv6(src: str, dst: str, proto: int, payload: bytes) -> bytes:
-    return (
-        struct.pack(
-            "!IHBB16s16s",
-            6 << 28,
-            len(payload),
-            proto,
-            64,
-            ipaddress.IPv6Address(src).packed,
-            ipaddress.IPv6Address(dst).packed,
-        )
-        + payload
-    )
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), proto, 64, ipaddress.IPv6Address(src).packed,
+                       ipaddress.IPv6Address(dst).packed) + payload
 
 
 def udp(sport: int, dport: int, payload: bytes) -> bytes:
@@ -82,13 +61,8 @@ def ethernet(src_mac: str, dst_mac: str, packet: bytes, vlan: int | None = None)
 
 def sll(src_mac: str, packet: bytes) -> bytes:
     etype = 0x86DD if packet[0] >> 4 == 6 else 0x0800
-    return (
-        struct.pack("!HHH", 0, 1, 6)
-        + bytes.fromhex(src_mac.replace(":", ""))
-        + b"\0\0"
-        + struct.pack("!H", etype)
-        + packet
-    )
+    return struct.pack("!HHH", 0, 1, 6) + bytes.fromhex(src_mac.replace(":", "")) + b"\0\0" + \
+        struct.pack("!H", etype) + packet
 
 
 def sll2(src_mac: str, packet: bytes) -> bytes:
@@ -102,9 +76,8 @@ def null_loopback(packet: bytes, big_endian: bool = False) -> bytes:
     return struct.pack(">I" if big_endian else "<I", family) + packet
 
 
-def write_pcap(
-    path: Path, packets: Iterable[Packet], linktype: int = 1, big_endian: bool = False, nanoseconds: bool = False
-) -> Path:
+def write_pcap(path: Path, packets: Iterable[Packet], linktype: int = 1, big_endian: bool = False,
+               nanoseconds: bool = False) -> Path:
     order = ">" if big_endian else "<"
     magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
     scale = 1_000_000_000 if nanoseconds else 1_000_000
@@ -127,17 +100,15 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
 
 
-def write_pcapng(
-    path: Path, interfaces: list[tuple[int, int]], packets: Iterable[tuple[int, float, bytes]], comment: str = ""
-) -> Path:
+def write_pcapng(path: Path, interfaces: list[tuple[int, int]], packets: Iterable[tuple[int, float, bytes]],
+                 comment: str = "") -> Path:
     """``interfaces`` are (link type, tsresol exponent of ten); packets are (interface, time, frame)."""
     shb_opts = (_option(1, comment.encode()) + _option(0, b"")) if comment else b""
     with path.open("wb") as out:
         out.write(_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_opts))
         for linktype, resol in interfaces:
-            out.write(
-                _block(1, struct.pack("<HHI", linktype, 0, 262144) + _option(9, bytes([resol])) + _option(0, b""))
-            )
+            out.write(_block(1, struct.pack("<HHI", linktype, 0, 262144) + _option(9, bytes([resol]))
+                             + _option(0, b"")))
         for index, (iface, ts, frame) in enumerate(packets):
             units = round(ts * 10 ** interfaces[iface][1])
             body = struct.pack("<IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame))
@@ -166,17 +137,15 @@ def dns_answer(name: str, address: str, ident: int = 0x1234, flags: int = 0x8180
 
 def mdns_announce(hostname: str, address: str, service: str) -> bytes:
     """An mDNS response announcing ``hostname.local`` A and a PTR for ``service``."""
-    a_rec = (
-        dns_name(f"{hostname}.local") + struct.pack("!HHIH", 1, 0x8001, 120, 4) + ipaddress.IPv4Address(address).packed
-    )
+    a_rec = dns_name(f"{hostname}.local") + struct.pack("!HHIH", 1, 0x8001, 120, 4) + \
+        ipaddress.IPv4Address(address).packed
     target = dns_name(f"{hostname}.{service}")
     ptr = dns_name(service) + struct.pack("!HHIH", 12, 1, 120, len(target)) + target
     return struct.pack("!HHHHHH", 0, 0x8400, 0, 2, 0, 0) + a_rec + ptr
 
 
-def http_request(
-    method: str, host: str, uri: str, user_agent: str = "synth/1", body: bytes = b"", extra: str = ""
-) -> bytes:
+def http_request(method: str, host: str, uri: str, user_agent: str = "synth/1", body: bytes = b"",
+                 extra: str = "") -> bytes:
     head = f"{method} {uri} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\n{extra}"
     if body:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -184,9 +153,8 @@ def http_request(
 
 
 def http_response(body: bytes, content_type: str = "text/html", status: int = 200) -> bytes:
-    head = (
-        f"HTTP/1.1 {status} OK\r\nServer: synth\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
+    head = f"HTTP/1.1 {status} OK\r\nServer: synth\r\nContent-Type: {content_type}\r\n" \
+           f"Content-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
 
 
@@ -194,9 +162,8 @@ def _ext(etype: int, data: bytes) -> bytes:
     return struct.pack("!HH", etype, len(data)) + data
 
 
-def tls_client_hello(
-    sni: str, alpn: list[str], ciphers: list[int], groups: list[int], formats: list[int], grease: bool = True
-) -> bytes:
+def tls_client_hello(sni: str, alpn: list[str], ciphers: list[int], groups: list[int],
+                     formats: list[int], grease: bool = True) -> bytes:
     """One TLS record with a ClientHello; GREASE values are added where JA3 must drop them."""
     name = sni.encode()
     exts = b""
@@ -243,7 +210,8 @@ def mqtt_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 1) -
 
 def dhcp_request(mac: str, hostname: str, vendor_class: str, prl: list[int], xid: int = 0x3903F326) -> bytes:
     chaddr = bytes.fromhex(mac.replace(":", ""))
-    head = struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4)
+    head = struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4,
+                       b"\0" * 4)
     head += chaddr + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63"
     options = b"\x35\x01\x03" + bytes([12, len(hostname)]) + hostname.encode()
     options += bytes([60, len(vendor_class)]) + vendor_class.encode() + bytes([55, len(prl), *prl]) + b"\xff"
@@ -251,29 +219,17 @@ def dhcp_request(mac: str, hostname: str, vendor_class: str, prl: list[int], xid
 
 
 def ssdp_notify(location: str, usn: str, server: str) -> bytes:
-    return (
-        f"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n"
-        f"LOCATION: {location}\r\nUSN: {usn}\r\nSERVER: {server}\r\n\r\n"
-    ).encode()
+    return (f"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n"
+            f"LOCATION: {location}\r\nUSN: {usn}\r\nSERVER: {server}\r\n\r\n").encode()
 
 
 def ssdp_search(target: str = "ssdp:all") -> bytes:
-    return (
-        f'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nMX: 2\r\n'
-        f"ST: {target}\r\nUSER-AGENT: synth/1 UPnP/1.1\r\n\r\n"
-    ).encode()
+    return (f"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\n"
+            f"ST: {target}\r\nUSER-AGENT: synth/1 UPnP/1.1\r\n\r\n").encode()
 
 
-def coap_message(
-    mtype: int,
-    code: int,
-    mid: int,
-    token: bytes,
-    path: str,
-    observe: int | None = None,
-    payload: bytes = b"",
-    query: str = "",
-) -> bytes:
+def coap_message(mtype: int, code: int, mid: int, token: bytes, path: str, observe: int | None = None,
+                 payload: bytes = b"", query: str = "") -> bytes:
     """A CoAP message with Observe, Uri-Path and Uri-Query options (all lengths under 13)."""
     out = bytes([0x40 | (mtype << 4) | len(token), code]) + struct.pack("!H", mid) + token
     options: list[tuple[int, bytes]] = []

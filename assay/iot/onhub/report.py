@@ -138,8 +138,12 @@ def _header(report: Message, decoded: schema.Decoded) -> dict[str, Any]:
         "time_epoch": report_time,
         "version": version,
         "firmware": version.split(" ", 1)[0] if version else None,
-        "storm_version": schema.text(report.storm_version, 1024) if report.HasField("storm_version") else None,
-        "hardware": schema.text(report.whirlwind_version, 1024) if report.HasField("whirlwind_version") else None,
+        "storm_version": schema.text(report.storm_version, 1024)
+        if report.HasField("storm_version")
+        else None,
+        "hardware": schema.text(report.whirlwind_version, 1024)
+        if report.HasField("whirlwind_version")
+        else None,
         "field_11": report.unknown_int_11 if report.HasField("unknown_int_11") else None,
         "complete": decoded.complete,
         "decoded_bytes": decoded.consumed,
@@ -166,7 +170,9 @@ def _unknown(report: Message, analysis: Analysis) -> list[dict[str, Any]]:
 def _text_blobs(report: Message) -> list[tuple[str, str]]:
     """(name, text) of every text-format blob: the known ones and unknown text fields."""
     blobs = [
-        (name, schema.text(getattr(report, name))) for name in ("network_config", "wan_info") if report.HasField(name)
+        (name, schema.text(getattr(report, name)))
+        for name in ("network_config", "wan_info")
+        if report.HasField(name)
     ]
     try:
         for item in unknown_fields.UnknownFieldSet(report):
@@ -184,7 +190,9 @@ def _parse_text(analysis: Analysis, name: str, text: str, limits: Limits) -> tex
     return parsed.message
 
 
-def _info_json(report: Message, analysis: Analysis, limits: Limits) -> tuple[dict[str, Any], textproto.TextMessage]:
+def _info_json(
+    report: Message, analysis: Analysis, limits: Limits
+) -> tuple[dict[str, Any], textproto.TextMessage]:
     """The info blob as JSON (old firmware) or, failing that, as text format (newer firmware)."""
     if not report.HasField("info_json"):
         return {}, {}
@@ -354,7 +362,9 @@ def _inventory(
     if unmapped:
         analysis.flag("stations_without_mac")
     for lease in leases:
-        inventory.add(lease["mac"], "dhcp_lease", ips=[lease["ip"]] if lease["ip"] else [], hostname=lease["hostname"])
+        inventory.add(
+            lease["mac"], "dhcp_lease", ips=[lease["ip"]] if lease["ip"] else [], hostname=lease["hostname"]
+        )
     report_time = report.report_time if report.HasField("report_time") else None
     stations.add_station_dump(inventory, analysis.data.get("station_dump", []), report_time)
     for entry in analysis.data.get("arp", []):

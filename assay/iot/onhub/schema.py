@@ -70,7 +70,9 @@ _MESSAGES: tuple[tuple[str, tuple[tuple[str, int, int, bool, str], ...]], ...] =
 
 
 def _build_report_class() -> type[Message]:
-    proto = descriptor_pb2.FileDescriptorProto(name="assay_onhub_report.proto", package=_PACKAGE, syntax="proto2")
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="assay_onhub_report.proto", package=_PACKAGE, syntax="proto2"
+    )
     for message_name, fields in _MESSAGES:
         message = proto.message_type.add(name=message_name)
         for name, number, kind, repeated, type_name in fields:

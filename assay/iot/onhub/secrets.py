@@ -24,7 +24,9 @@ def _masked(value: str) -> bool:
     return not value or set(value) <= {"*"}
 
 
-def mask(value: Any, *, secret: bool = False, depth: int = 0, found: list[str] | None = None, path: str = "") -> Any:
+def mask(
+    value: Any, *, secret: bool = False, depth: int = 0, found: list[str] | None = None, path: str = ""
+) -> Any:
     """A copy of ``value`` (JSON-like) with every string under a secret-looking key replaced.
 
     Names of fields that held a key in clear are appended to ``found``.
@@ -42,7 +44,12 @@ def mask(value: Any, *, secret: bool = False, depth: int = 0, found: list[str] |
         return [mask(item, secret=secret, depth=depth + 1, found=found, path=path) for item in value]
     if secret and isinstance(value, str):
         field = path.rsplit(".", 1)[-1]
-        if found is not None and not _masked(value) and _CLEAR_CANDIDATE.search(field) and not _NOT_A_KEY.search(field):
+        if (
+            found is not None
+            and not _masked(value)
+            and _CLEAR_CANDIDATE.search(field)
+            and not _NOT_A_KEY.search(field)
+        ):
             found.append(path.lstrip("."))
         return value if _masked(value) else MASK
     return value

@@ -207,7 +207,9 @@ def add_json_stations(inventory: Inventory, stations: list[Any], id_to_mac: dict
             connection=("wired" if wireless is False else band or ("wireless" if wireless else None)),
             guest=station.get("_guest") if isinstance(station.get("_guest"), bool) else None,
             connected=station.get("_connected") if isinstance(station.get("_connected"), bool) else None,
-            last_seen=iso_from_epoch(last_seen) if isinstance(last_seen, (int, float)) and last_seen else None,
+            last_seen=iso_from_epoch(last_seen)
+            if isinstance(last_seen, (int, float)) and last_seen
+            else None,
             taxonomy_ids=[t for t in station.get("_taxonomyIds") or [] if isinstance(t, str)] or None,
         )
     return unmapped
@@ -221,7 +223,9 @@ def _truthy(value: Any) -> bool | None:
     return None
 
 
-def add_text_stations(inventory: Inventory, stations: list[dict[str, list[Any]]], id_to_mac: dict[str, str]) -> int:
+def add_text_stations(
+    inventory: Inventory, stations: list[dict[str, list[Any]]], id_to_mac: dict[str, str]
+) -> int:
     """Merge the newer text-format ``station_info { ... }`` blocks; returns how many had no MAC."""
     unmapped = 0
     for station in stations:
@@ -231,7 +235,9 @@ def add_text_stations(inventory: Inventory, stations: list[dict[str, list[Any]]]
         if mac is None:
             unmapped += 1
             continue
-        ips = [v for key in ("ip_addresses", "ip_address") for v in station.get(key, []) if isinstance(v, str)]
+        ips = [
+            v for key in ("ip_addresses", "ip_address") for v in station.get(key, []) if isinstance(v, str)
+        ]
         names = [v for key in ("mdns_name", "mdns_names") for v in station.get(key, []) if isinstance(v, str)]
         last_seen = one.get("last_seen_seconds_since_epoch")
         interface = one.get("wireless_interface")
@@ -247,7 +253,9 @@ def add_text_stations(inventory: Inventory, stations: list[dict[str, list[Any]]]
             interface=str(interface) if interface else None,
             guest=_truthy(one.get("guest")),
             connected=_truthy(one.get("connected")),
-            last_seen=iso_from_epoch(last_seen) if isinstance(last_seen, (int, float)) and last_seen else None,
+            last_seen=iso_from_epoch(last_seen)
+            if isinstance(last_seen, (int, float)) and last_seen
+            else None,
         )
     return unmapped
 

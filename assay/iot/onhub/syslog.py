@@ -65,7 +65,9 @@ def iso(moment: datetime) -> str:
 def iso_from_epoch(seconds: float) -> str | None:
     """UTC ISO time of a unix time, ``None`` when it is not a plausible time."""
     try:
-        return iso(datetime.fromtimestamp(float(seconds), UTC)) if 0 < float(seconds) < 32_503_680_000 else None
+        return (
+            iso(datetime.fromtimestamp(float(seconds), UTC)) if 0 < float(seconds) < 32_503_680_000 else None
+        )
     except (OverflowError, ValueError, OSError):
         return None
 
@@ -110,7 +112,9 @@ def hostapd_entry(moment: datetime, message: str) -> dict[str, object] | None:
         match = _HOSTAPD_CTRL.match(message)
         if match is None:
             return None
-        event = _CTRL_EVENTS.get(match["what"]) or match["what"].removeprefix("AP-STA-").lower().replace("-", "_")
+        event = _CTRL_EVENTS.get(match["what"]) or match["what"].removeprefix("AP-STA-").lower().replace(
+            "-", "_"
+        )
         detail = f"{match['what']} {match['rest']}".strip()
     entry: dict[str, object] = {"time": iso(moment), "source": "hostapd", "event": event, "detail": detail}
     mac = normalise_mac(match["mac"])
@@ -145,7 +149,9 @@ def dnsmasq_entry(moment: datetime, message: str) -> dict[str, object] | None:
     return entry
 
 
-def timelines(texts: Iterable[str], year: int, limit: int) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+def timelines(
+    texts: Iterable[str], year: int, limit: int
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """(association timeline, DHCP timeline) from syslog texts, deduplicated, time-ordered."""
     seen: set[tuple[datetime, str, str]] = set()
     assoc: list[dict[str, object]] = []

@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 MESSAGE_TYPES = {
-    1: "DISCOVER",
-    2: "OFFER",
-    3: "REQUEST",
-    4: "DECLINE",
-    5: "ACK",
-    6: "NAK",
-    7: "RELEASE",
-    8: "INFORM",
+    1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM",
 }
 _COOKIE = b"\x63\x82\x53\x63"
 

@@ -7,20 +7,8 @@ import struct
 from typing import Any
 
 TYPES = {
-    1: "A",
-    2: "NS",
-    5: "CNAME",
-    6: "SOA",
-    12: "PTR",
-    15: "MX",
-    16: "TXT",
-    28: "AAAA",
-    33: "SRV",
-    41: "OPT",
-    47: "NSEC",
-    64: "SVCB",
-    65: "HTTPS",
-    255: "ANY",
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+    33: "SRV", 41: "OPT", 47: "NSEC", 64: "SVCB", 65: "HTTPS", 255: "ANY",
 }
 MAX_RECORDS = 64
 MAX_JUMPS = 16
@@ -99,14 +87,8 @@ def parse_dns(msg: bytes) -> dict[str, Any] | None:
             if off + rdlen > len(msg):
                 raise ValueError("short rdata")
             if rtype != 41:
-                answers.append(
-                    {
-                        "name": name,
-                        "type": TYPES.get(rtype, str(rtype)),
-                        "ttl": ttl,
-                        "data": _rdata(msg, rtype, off, rdlen),
-                    }
-                )
+                answers.append({"name": name, "type": TYPES.get(rtype, str(rtype)), "ttl": ttl,
+                                "data": _rdata(msg, rtype, off, rdlen)})
             off += rdlen
     except (ValueError, struct.error):
         if not questions:

@@ -74,20 +74,11 @@ def _describe(start: str, headers: dict[str, str]) -> dict[str, Any]:
     message: dict[str, Any]
     if start.startswith("HTTP/"):
         code = parts[1] if len(parts) > 1 else ""
-        message = {
-            "kind": "response",
-            "status": int(code) if code.isdigit() else None,
-            "reason": parts[2] if len(parts) > 2 else "",
-            "server": headers.get("server"),
-        }
+        message = {"kind": "response", "status": int(code) if code.isdigit() else None,
+                   "reason": parts[2] if len(parts) > 2 else "", "server": headers.get("server")}
     else:
-        message = {
-            "kind": "request",
-            "method": parts[0],
-            "uri": parts[1] if len(parts) > 1 else "",
-            "host": headers.get("host"),
-            "user_agent": headers.get("user-agent"),
-        }
+        message = {"kind": "request", "method": parts[0], "uri": parts[1] if len(parts) > 1 else "",
+                   "host": headers.get("host"), "user_agent": headers.get("user-agent")}
         auth = headers.get("authorization", "")
         if auth:
             message["auth_scheme"] = auth.split(" ", 1)[0]
@@ -107,7 +98,8 @@ def basic_user(auth: str) -> str | None:
         return None
 
 
-def _body(stream: bytes, off: int, message: dict[str, Any], headers: dict[str, str], limit: int) -> tuple[bytes, int]:
+def _body(stream: bytes, off: int, message: dict[str, Any], headers: dict[str, str], limit: int
+          ) -> tuple[bytes, int]:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body, used = dechunk(stream[off:], limit)
         return body, off + used

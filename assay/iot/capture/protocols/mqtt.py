@@ -9,21 +9,9 @@ from typing import Any
 from assay.iot.capture.protocols.coap import payload_text
 
 TYPES = {
-    1: "CONNECT",
-    2: "CONNACK",
-    3: "PUBLISH",
-    4: "PUBACK",
-    5: "PUBREC",
-    6: "PUBREL",
-    7: "PUBCOMP",
-    8: "SUBSCRIBE",
-    9: "SUBACK",
-    10: "UNSUBSCRIBE",
-    11: "UNSUBACK",
-    12: "PINGREQ",
-    13: "PINGRESP",
-    14: "DISCONNECT",
-    15: "AUTH",
+    1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP",
+    8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK", 12: "PINGREQ", 13: "PINGRESP",
+    14: "DISCONNECT", 15: "AUTH",
 }
 
 

@@ -89,15 +89,13 @@ def _hello_fields(body: bytes) -> dict[str, Any]:
             formats = list(data[1 : 1 + data[0]]) if data else []
         elif etype == 43 and data:
             versions = _u16_list(data[1 : 1 + data[0]])
-    ja3 = ",".join(
-        [
-            str(version),
-            "-".join(str(c) for c in ciphers if not is_grease(c)),
-            "-".join(str(e) for e, _ in extensions if not is_grease(e)),
-            "-".join(str(g) for g in groups if not is_grease(g)),
-            "-".join(str(p) for p in formats),
-        ]
-    )
+    ja3 = ",".join([
+        str(version),
+        "-".join(str(c) for c in ciphers if not is_grease(c)),
+        "-".join(str(e) for e, _ in extensions if not is_grease(e)),
+        "-".join(str(g) for g in groups if not is_grease(g)),
+        "-".join(str(p) for p in formats),
+    ])
     return {
         "version": f"0x{version:04x}",
         "sni": sni,
