@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--embedded", action="store_true", help="poll the database instead of using Celery")
     worker.add_argument("--worker-id", default=None)
+    worker.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     add = user.add_parser("add", parents=[common], help="add a user")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -82,15 +84,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from assay.execution.local import run_worker
         from assay.execution.worker import worker_name
 
-        run_worker(settings, args.worker_id or worker_name("local"))
+        run_worker(settings, args.worker_id or worker_name("local"), supervisor_pid=args.supervisor_pid)
         return 0
     from assay.execution.celery_app import run_workers
-    from assay.execution.local import Supervisor, supervise_until_stopped
+    from assay.execution.local import Supervisor, stop_when_orphaned, supervise_until_stopped
 
     upgrade(get_engine(settings.database_url))
     if args.concurrency > 1:
         supervise_until_stopped(Supervisor(settings, args.concurrency, getattr(args, "config", None), celery=True))
     else:
+        if args.supervisor_pid is not None:  # a Celery worker shuts down cleanly on SIGTERM
+            stop_when_orphaned(args.supervisor_pid, lambda: os.kill(os.getpid(), signal.SIGTERM))
         run_workers(settings, args.worker_id, "DEBUG" if args.debug else "INFO")
     return 0
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from assay.execution.worker import Worker
 from assay.services.base import FileRequest, Result
 from tests.conftest import (
     REDIS_URL,
+    assay_env,
     drop_pg,
     free_port,
     ingest_bytes,
@@ -309,3 +311,43 @@ def test_celery_worker_killed_mid_analysis_is_taken_over(tmp_path: Path) -> None
     finally:
         server.stop()
         drop_pg(name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_worker_stops_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    local_settings(tmp_path)  # a migrated data directory under tmp_path / "data"
+    env = assay_env(tmp_path / "data")
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_MAKER, str(tmp_path / "data")], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        worker_pid = int(supervisor.stdout.readline())
+        time.sleep(3)
+        assert _running(worker_pid)  # it started and polls for work
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 60
+        while _running(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(worker_pid)
+    finally:
+        supervisor.kill()
+        if _running(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+
+
+# A stand-in for `assay serve`: starts one embedded worker as its supervisor would, then waits.
+ORPHAN_MAKER = """
+import os, subprocess, sys, time
+command = [sys.executable, "-m", "assay", "--data-dir", sys.argv[1], "worker", "--embedded",
+           "--worker-id", "orphan-0", "--supervisor-pid", str(os.getpid())]
+print(subprocess.Popen(command).pid, flush=True)
+time.sleep(600)
+"""

@@ -8,11 +8,13 @@ Python process share one interpreter lock and analysis is mostly Python.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from assay.config import Settings
@@ -24,10 +26,14 @@ log = logging.getLogger(__name__)
 IDLE_SLEEP = (0.02, 0.25)
 
 
-def run_worker(settings: Settings, worker_id: str, stop: threading.Event | None = None) -> None:
+def run_worker(
+    settings: Settings, worker_id: str, stop: threading.Event | None = None, supervisor_pid: int | None = None
+) -> None:
     """Poll for work until stopped: busy, claim again at once; idle, back off to 250 ms."""
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if supervisor_pid is not None:
+        stop_when_orphaned(supervisor_pid, stop.set)
     worker = Worker(settings, worker_id)
     batch = settings.get_int("queue", "batch_size", 16)
     pause = IDLE_SLEEP[0]
@@ -59,9 +65,8 @@ class Supervisor:
         command = [sys.executable, "-m", "assay", "--data-dir", str(self.settings.data_dir)]
         if self.config_file:
             command += ["--config", str(Path(self.config_file).absolute())]
-        if self.celery:
-            return [*command, "worker", "--concurrency", "1", "--worker-id", worker_id]
-        return [*command, "worker", "--embedded", "--worker-id", worker_id]
+        mode = ["--concurrency", "1"] if self.celery else ["--embedded"]
+        return [*command, "worker", *mode, "--worker-id", worker_id, "--supervisor-pid", str(os.getpid())]
 
     def start(self) -> None:
         for index in range(self.count):
@@ -78,7 +83,7 @@ class Supervisor:
             for worker_id, process in list(self.processes.items()):
                 if process.poll() is None or self._stop.is_set():
                     continue
-                if process.returncode == 0:  # told to stop (the server is shutting down): stays stopped
+                if process.returncode in (0, -signal.SIGTERM):  # told to stop (a shutdown): stays stopped
                     continue
                 log.warning("worker %s exited with %s; restarting it", worker_id, process.returncode)
                 self._release(worker_id)
@@ -101,6 +106,19 @@ class Supervisor:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def stop_when_orphaned(supervisor_pid: int, stop: Callable[[], None]) -> None:
+    """Call ``stop`` once the supervising process is gone: a worker whose server died (even by
+    SIGKILL) must not go on working beside the next server's workers."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(1.0)
+        log.warning("the supervising process %s is gone; stopping", supervisor_pid)
+        stop()
+
+    threading.Thread(target=watch, name="assay-orphan-watch", daemon=True).start()
 
 
 def supervise_until_stopped(supervisor: Supervisor) -> None:
