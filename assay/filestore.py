@@ -47,7 +47,6 @@ class FileStore:
         self._tmp.mkdir(exist_ok=True)
         self._prefix = secrets.token_hex(8)  # unique among the machines sharing the directory
         self._serial = itertools.count()
-        self._known_dirs: set[Path] = set()
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.fullmatch(sha256):
@@ -114,10 +113,11 @@ class FileStore:
         return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
 
     def _move_into_place(self, tmp_name: str, target: Path) -> None:
-        if target.parent not in self._known_dirs:
+        try:
+            os.replace(tmp_name, target)
+        except FileNotFoundError:  # the first blob of its directory
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._known_dirs.add(target.parent)
-        os.replace(tmp_name, target)
+            os.replace(tmp_name, target)
 
     def describe(self, sha256: str) -> Stored:
         """Digests and size of a stored blob (read, not rewritten)."""

@@ -70,7 +70,7 @@ async def _small_multipart(request: Request, state: AppState, limit: int) -> Upl
     """A body that fits in memory (what sensors send almost always): split in place and stored
     on the event loop, without spooling the file part or hopping to a thread."""
     raw = await _read_capped(request, SMALL_BODY)
-    parts = split_multipart(raw, _boundary(request.headers.get("content-type", "")))
+    parts = _split_multipart(raw, _boundary(request.headers.get("content-type", "")))
     body = _parse_json_text(parts["json"][1].decode("utf-8", "replace") if "json" in parts else "{}")
     if "bin" not in parts or parts["bin"][0] is None:
         raise ApiError(400, "the multipart body has no file part named 'bin'")
@@ -104,7 +104,7 @@ def _boundary(content_type: str) -> bytes:
     return boundary
 
 
-def split_multipart(raw: bytes, boundary: bytes) -> dict[str, tuple[str | None, bytes]]:
+def _split_multipart(raw: bytes, boundary: bytes) -> dict[str, tuple[str | None, bytes]]:
     """Parts of a ``multipart/form-data`` body by field name: (filename or None, content).
 
     The boundary cannot occur inside a part (RFC 2046), so splitting on it is exact.
