@@ -19,6 +19,8 @@ from assay.intel.publish import oldest_unpublished
 
 log = logging.getLogger(__name__)
 BATCH = 500
+ROUND_GAP = 0.05  # at most twenty rounds a second, however many ingests arrive
+IDLE_POLL = 0.5  # and at least two: leases run out and intel waits without anyone waking us
 
 
 class Publisher:
@@ -63,7 +65,8 @@ class Publisher:
                 self._stop.wait(1.0)
                 continue
             if sent < BATCH:
-                self._wake.wait(0.05)
+                self._stop.wait(ROUND_GAP)  # ingests wake this thread one by one: let a round serve many
+                self._wake.wait(IDLE_POLL)
                 self._wake.clear()
 
     def _tokens_for(self, submissions: int) -> int:
