@@ -202,6 +202,10 @@ class Dispatcher:
             options = service.options(params.service_spec.get(service.name))
             provided, key_view = self.provisions.for_service(service, params, info)
             key = result_key(node.sha256, service, options | key_view | {"deep_scan": params.deep_scan})
+            stored = cached.get(key)
+            if stored is not None:
+                planned.append((service, key, stored))
+                continue
             request = FileRequest(
                 path=path,
                 sha256=node.sha256,
@@ -214,8 +218,7 @@ class Dispatcher:
                 deep_scan=params.deep_scan,
                 workdir=self.scratch,
             )
-            call = Call(service.name, request, min(self.timeout, service.timeout))
-            planned.append((service, key, cached.get(key) or call))
+            planned.append((service, key, Call(service.name, request, min(self.timeout, service.timeout))))
         return planned
 
     def _run_stage(

@@ -94,7 +94,8 @@ class Intake:
         ingest_id = new_id()
         now = utcnow()
         metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": notify.iso(now)})
-        return _Planned(order, params, metadata, scan_key(params, order.stored.sha256), ingest_id, now)
+        key = scan_key(params, order.stored.sha256)
+        return _Planned(order, params, params.model_dump(), metadata, key, ingest_id, now)
 
     def _place(self, plan: _Planned, backlog: int, earlier: dict[str, _Earlier], rows: _Rows) -> None:
         """Decide which submission answers ``plan`` and add the rows that say so."""
@@ -175,7 +176,8 @@ class Intake:
         if self.backlog(session) >= self.max_backlog:
             raise Overloaded("too many submissions are waiting; try again later")
         order = IngestOrder(user, stored, name)
-        plan = _Planned(order, params, self._metadata(metadata), scan_key(params, stored.sha256), "", utcnow())
+        key = scan_key(params, stored.sha256)
+        plan = _Planned(order, params, params.model_dump(), self._metadata(metadata), key, "", utcnow())
         rows = _Rows()
         sid = rows.add_submission(self._submission_row(plan))
         rows.write(session)
@@ -195,7 +197,7 @@ class Intake:
             "sha256": plan.order.stored.sha256,
             "name": plan.order.name,
             "size": plan.order.stored.size,
-            "params": params.model_dump(),
+            "params": plan.dumped,
             "metadata": plan.metadata,
             "classification": params.classification,
             "created": plan.now,
@@ -230,6 +232,7 @@ class _Planned:
 
     order: IngestOrder
     params: Params
+    dumped: dict[str, Any]  # params as stored and sent back in messages
     metadata: dict[str, str]
     key: str
     ingest_id: str
@@ -311,7 +314,7 @@ def _message(plan: _Planned, sid: str | None) -> dict[str, Any]:
             "files": [{"name": order.name, "size": order.stored.size, "sha256": order.stored.sha256}],
             "metadata": plan.metadata,
             "notification": {"queue": order.queue, "threshold": order.threshold},
-            "params": plan.params.model_dump(),
+            "params": plan.dumped,
             "scan_key": plan.key,
         },
     }

@@ -12,10 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from assay.config import Settings
-from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.execution import queue
-from assay.intel.publish import oldest_unpublished
+from assay.intel.publish import waited_longer_than
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -81,8 +80,7 @@ class Publisher:
         if not self.intel_enabled or now < self._next_intel_check:
             return False
         self._next_intel_check = now + self.intel_interval
-        oldest = oldest_unpublished(session)
-        return oldest is not None and (utcnow() - oldest).total_seconds() > self.intel_interval
+        return waited_longer_than(session, self.intel_interval)
 
     def publish_once(self) -> int:
         from assay.execution.celery_app import TASK

@@ -14,7 +14,6 @@ import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +273,7 @@ class Publisher:
         if not self.rule.enabled:
             return False
         with session_scope(self.engine, readonly=True) as session:
-            oldest = oldest_unpublished(session)
-        return oldest is not None and (utcnow() - oldest).total_seconds() > max_delay
+            return waited_longer_than(session, max_delay)
 
     def publish_pending(self) -> int:
         """Publish up to one batch of completed, unpublished submissions (oldest first)."""
@@ -292,11 +290,12 @@ class Publisher:
         return len(sids)
 
 
-def oldest_unpublished(session: Session) -> datetime | None:
-    """When the longest-waiting completed submission not yet in intel was completed."""
-    return session.scalar(
+def waited_longer_than(session: Session, seconds: float) -> bool:
+    """Whether a completed submission has waited more than ``seconds`` to be published."""
+    oldest = session.scalar(
         select(models.Submission.completed)
         .where(models.Submission.state == "completed", models.Submission.published.is_(False))
         .order_by(models.Submission.completed)
         .limit(1)
     )
+    return oldest is not None and (utcnow() - oldest).total_seconds() > seconds

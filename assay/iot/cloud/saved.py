@@ -20,23 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from assay.iot.cloud import jsonish
+from assay.iot.cloud import alexa, jsonish
 from assay.iot.cloud.bundle import SERVICES, new_bundle
 
-ALEXA_ENDPOINTS = (
-    "/api/activities",
-    "/api/bootstrap",
-    "/api/household",
-    "/api/devices-v2/device",
-    "/api/device-preferences",
-    "/api/phoenix",
-    "/api/notifications",
-    "/api/namedLists",
-    "/api/wifi/configs",
-    "/api/cards",
-    "/api/todos",
-    "customer-history-records",
-)
+# Every endpoint the live collector reads, and the privacy portal's export of voice history.
+ALEXA_ENDPOINTS = (alexa.ACTIVITIES, *alexa.ENDPOINTS, "customer-history-records")
 SMARTTHINGS_ENDPOINTS = ("/locations", "/rooms", "/devices", "/history/devices")
 _LIST_KEYS = ("items", "activities", "devices", "notifications", "cards", "values", "customerHistoryRecords")
 _PAGE_SUFFIX = re.compile(r"([_\-. ]*(page)?[_\-. ]*\d+)$", re.IGNORECASE)
