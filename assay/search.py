@@ -159,17 +159,18 @@ def _text_match(column: Any, raw: str) -> ColumnElement[bool]:
 
 
 def _convert(kind: str, value: str, field: str) -> Any:
-    if value == "*":
-        return None
+    if value == "*" or kind == "text":
+        return None if value == "*" else value
     try:
-        if kind == "int":
-            return int(value)
         if kind == "time":
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        number = int(value)
     except ValueError:
         raise QueryError(f"{field} needs a {'number' if kind == 'int' else 'date'}, not {value!r}") from None
-    return value
+    if not -(2**31) <= number < 2**31:  # the columns are 32-bit integers
+        raise QueryError(f"{field} is a 32-bit number: {value} is out of range")
+    return number
 
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {

@@ -36,7 +36,8 @@ MAX_CACHED_RULE_SETS = 8
 
 SEVERITY_SCORES: dict[str, int] = {"info": 0, "low": 100, "medium": 300, "high": 700, "critical": 1000}
 DEFAULT_SEVERITY = "low"
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 class RuleSetError(ValueError):

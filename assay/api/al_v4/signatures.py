@@ -14,7 +14,7 @@ from assay.provisions import seed_yara_dir
 from assay.services import rulesets
 
 router = APIRouter()
-SetName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^\w+$")]
+SetName = Annotated[str, Path(pattern=rulesets.NAME_PATTERN)]
 
 
 def _info(info: rulesets.RuleSetInfo) -> dict:

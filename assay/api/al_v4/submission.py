@@ -101,7 +101,7 @@ def _search_body(raw: Any) -> dict[str, Any]:
     try:
         rows = int(raw.get("rows", 25))
         offset = int(raw.get("offset", 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ApiError(400, "rows and offset must be whole numbers") from None
     if not 0 <= rows <= MAX_ROWS or offset < 0:
         raise ApiError(400, f"rows must be between 0 and {MAX_ROWS} and offset at least 0")
