@@ -2,9 +2,10 @@
 
 Writing a batch costs about ten set-based statements whatever its size, instead of a dozen per
 submission; the transaction is the caller's, so results, file tree, errors and notification
-messages of a submission become visible together. A run may be recorded twice after a crash
-(another worker took the lease over): rows of an earlier attempt are replaced, results are
-shared by key, and a submission whose lease was lost is left to its new owner.
+messages of a submission become visible together. Only submissions still leased to the worker
+and not yet completed are written, and the same transaction completes them: a submission is
+recorded once, so nothing of an earlier attempt needs replacing. Results are shared by key, and a
+submission whose lease was lost is left to its new owner.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from assay import notify
@@ -153,15 +154,12 @@ def _results(session: Session, kept: Done) -> None:
     if tags:
         session.execute(models.TagRecord.__table__.insert(), tags)
     links = {(s.sid, r.key) for s, a in kept for r in a.results}
-    table = models.SubmissionResult.__table__
-    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
     if links:
-        session.execute(table.insert(), [{"sid": sid, "result_key": key} for sid, key in sorted(links)])
+        rows = [{"sid": sid, "result_key": key} for sid, key in sorted(links)]
+        session.execute(models.SubmissionResult.__table__.insert(), rows)
 
 
 def _tree(session: Session, kept: Done) -> None:
-    table = models.SubmissionFile.__table__
-    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
     rows = []
     for submission, analysis in kept:
         scores: dict[str, int] = {}
@@ -180,12 +178,10 @@ def _tree(session: Session, kept: Done) -> None:
             for n in analysis.nodes
         )
     if rows:
-        session.execute(table.insert(), rows)
+        session.execute(models.SubmissionFile.__table__.insert(), rows)
 
 
 def _errors(session: Session, kept: Done, now: datetime) -> None:
-    table = models.ServiceError.__table__
-    session.execute(delete(table).where(table.c.sid.in_([s.sid for s, _ in kept])))
     rows: dict[str, dict[str, Any]] = {}
     crashes: Counter[tuple[str, str]] = Counter()
     for submission, analysis in kept:
@@ -202,7 +198,7 @@ def _errors(session: Session, kept: Done, now: datetime) -> None:
             }
         crashes.update(analysis.crashes)
     if rows:
-        session.execute(table.insert(), list(rows.values()))
+        session.execute(models.ServiceError.__table__.insert(), list(rows.values()))
     if crashes:
         crash_table = models.ServiceCrash.__table__
         insert = dialect_insert(session, crash_table)

@@ -22,32 +22,35 @@ def _available(now: object) -> object:
 
 
 def claim(session: Session, worker_id: str, limit: int, lease_seconds: int) -> list[Submission]:
-    """Take up to ``limit`` submissions for ``worker_id``; commit to make the claim visible."""
+    """Take up to ``limit`` submissions for ``worker_id``; commit to make the claim visible.
+
+    One statement picks and leases them (``UPDATE ... WHERE sid IN (SELECT ... FOR UPDATE SKIP
+    LOCKED) RETURNING``): claiming costs a round trip, and workers never wait on each other's picks.
+    """
     now = utcnow()
-    query = (
+    picked = (
         select(Submission.sid)
         .where(_available(now))
         .order_by(Submission.priority.desc(), Submission.created)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    sids = list(session.scalars(query))
-    if sids:
-        session.execute(
+        picked = picked.with_for_update(skip_locked=True)
+    claimed = list(
+        session.scalars(
             update(Submission)
-            .where(Submission.sid.in_(sids))
+            .where(Submission.sid.in_(picked.scalar_subquery()))
             .values(
                 lease_owner=worker_id,
                 lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=Submission.attempts + 1,
             )
+            .returning(Submission)
             .execution_options(synchronize_session=False)
         )
-    claimed = list(session.scalars(select(Submission).where(Submission.sid.in_(sids)))) if sids else []
-    order = {sid: index for index, sid in enumerate(sids)}
+    )
     session.commit()
-    return sorted(claimed, key=lambda s: order[s.sid])
+    return sorted(claimed, key=lambda s: (-s.priority, s.created))
 
 
 def release(session: Session, worker_id: str) -> int:
