@@ -30,6 +30,22 @@ class CliError(Exception):
     """A failure to report in one line, with exit code 2."""
 
 
+def _bounded(low: int, high: int | None = None) -> Any:
+    """An argparse type: a whole number from ``low`` to ``high``, or a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < low or (high is not None and number > high):
+            wanted = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{number} must be {wanted}")
+        return number
+
+    return parse
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=argparse.SUPPRESS, help="where the database and files live (./data)")
@@ -54,16 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="start the API server (and embedded workers)")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_bounded(1, 65535))
     serve.add_argument("--tls-cert")
     serve.add_argument("--tls-key")
-    serve.add_argument("--workers", type=int, help="embedded worker processes (default from [queue] workers)")
+    serve.add_argument(
+        "--workers", type=_bounded(0, 64), help="embedded worker processes (default from [queue] workers)"
+    )
 
     worker = commands.add_parser("worker", parents=[common], help="run analysis workers")
     worker.add_argument(
         "-c",
         "--concurrency",
-        type=int,
+        type=_bounded(1, 64),
         default=2,
         help="Celery worker processes, one analysis thread each (scale-out mode)",
     )
@@ -91,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listen = commands.add_parser("listen", parents=[common, client], help="print results as they arrive")
     listen.add_argument("queue")
-    listen.add_argument("--count", type=int, help="exit after this many messages")
+    listen.add_argument("--count", type=_bounded(1), help="exit after this many messages")
     listen.add_argument("--timeout", type=float, help="give up after this many seconds without a message")
 
     submit = commands.add_parser("submit", parents=[common, client], help="submit one file")

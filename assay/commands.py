@@ -37,6 +37,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     if bool(cert) != bool(key):
         raise CliError("HTTPS needs both --tls-cert and --tls-key")
+    if not 1 <= port <= 65535:
+        raise CliError(f"port {port} must be from 1 to 65535")
+    for tls_file in (cert, key):
+        if tls_file and not os.access(tls_file, os.R_OK):
+            raise CliError(f"cannot read TLS file {tls_file}")
     workers = args.workers if args.workers is not None else settings.get_int("queue", "workers", 2)
     supervisor = None
     if settings.embedded and workers > 0:

@@ -35,6 +35,11 @@ def test_mistakes_give_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
         (["ingest", str(tmp_path / "missing")], "no such file"),
         (["submit", str(tmp_path / "missing")], "no such file"),
         (["user", "add", "x", "--role", "god"], "invalid choice"),
+        (["serve", "--port", "99999"], "must be from 1 to 65535"),
+        (["serve", "--workers", "-1"], "must be from 0 to 64"),
+        (["worker", "--concurrency", "0"], "must be from 1 to 64"),
+        (["listen", "q", "--count", "zero"], "not a whole number"),
+        (["serve", "--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem")], "cannot read TLS"),
     ]:
         result = run_assay(args, env)
         assert result.returncode != 0, args
