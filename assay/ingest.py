@@ -13,16 +13,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
 from assay.config import Settings
-from assay.db import models
+from assay.db import bulk, models
 from assay.db.base import utcnow
 from assay.filestore import Stored
 from assay.ids import new_id
-from assay.params import BadParams, Params, flatten_metadata, parse_params, priority_bucket, scan_key
+from assay.params import (
+    BadParams,
+    Params,
+    flatten_metadata,
+    parse_params,
+    priority_bucket,
+    refuse_nul,
+    scan_key,
+)
 
 
 class Overloaded(RuntimeError):
@@ -89,13 +97,14 @@ class Intake:
         return [plan if isinstance(plan, BadParams) else plan.ingest_id for plan in planned]
 
     def _plan(self, order: IngestOrder) -> _Planned:
+        refuse_nul("the file name or notification queue", (order.name, order.queue or "", order.ingest_type))
         params = self._ingest_params(order)
         metadata = self._metadata(order.metadata)
         ingest_id = new_id()
         now = utcnow()
         metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": notify.iso(now)})
         key = scan_key(params, order.stored.sha256)
-        return _Planned(order, params, params.model_dump(), metadata, key, ingest_id, now)
+        return _Planned(order, params, self._dump(params), metadata, key, ingest_id, now)
 
     def _place(self, plan: _Planned, backlog: int, earlier: dict[str, _Earlier], rows: _Rows) -> None:
         """Decide which submission answers ``plan`` and add the rows that say so."""
@@ -157,11 +166,19 @@ class Intake:
         return params
 
     def _metadata(self, raw: Any) -> dict[str, str]:
-        return flatten_metadata(
+        metadata = flatten_metadata(
             raw,
             self.settings.get_int("limits", "max_metadata_keys", 200),
             self.settings.get_int("limits", "max_metadata_value", 4096),
         )
+        refuse_nul("metadata", metadata)
+        return metadata
+
+    @staticmethod
+    def _dump(params: Params) -> dict[str, Any]:
+        dumped = params.model_dump()
+        refuse_nul("params", dumped)
+        return dumped
 
     # -- submit -----------------------------------------------------------------------------
     def submit(
@@ -175,9 +192,10 @@ class Intake:
             params.description = f"Inspection of file: {name}"
         if self.backlog(session) >= self.max_backlog:
             raise Overloaded("too many submissions are waiting; try again later")
+        refuse_nul("the file name", name)
         order = IngestOrder(user, stored, name)
         key = scan_key(params, stored.sha256)
-        plan = _Planned(order, params, params.model_dump(), self._metadata(metadata), key, "", utcnow())
+        plan = _Planned(order, params, self._dump(params), self._metadata(metadata), key, "", utcnow())
         rows = _Rows()
         sid = rows.add_submission(self._submission_row(plan))
         rows.write(session)
@@ -294,8 +312,7 @@ class _Rows:
             (models.Notification, self.notifications),
         )
         for model, rows in tables:
-            if rows:
-                session.execute(insert(model.__table__), rows)
+            bulk.insert_rows(session, model.__table__, rows)
 
 
 def _message(plan: _Planned, sid: str | None) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from assay.db import models
+from assay.db import bulk, models
 from assay.db.base import utcnow
 
 MAX_PAGE = 10_000
@@ -42,24 +42,12 @@ def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]])
     for row in waiting:
         score, failure = outcomes[row.sid]
         message = finished_message(row.message, score, failure, now)
-        updates.append(
-            {
-                "b_id": row.ingest_id,
-                "b_state": "dropped" if failure else "notified",
-                "b_failure": failure,
-                "b_message": message,
-            }
-        )
+        state = "dropped" if failure else "notified"
+        updates.append({"ingest_id": row.ingest_id, "state": state, "failure": failure, "message": message})
         if row.queue and not suppressed(row.threshold, score):
             messages.append({"user": row.user, "queue": row.queue, "message": message, "created": now})
-    session.execute(
-        update(table)
-        .where(table.c.ingest_id == bindparam("b_id"))
-        .values(state=bindparam("b_state"), failure=bindparam("b_failure"), message=bindparam("b_message")),
-        updates,
-    )
-    if messages:
-        session.execute(models.Notification.__table__.insert(), messages)
+    bulk.update_rows(session, table, "ingest_id", updates)
+    bulk.insert_rows(session, models.Notification.__table__, messages)
     return len(waiting)
 
 

@@ -15,13 +15,13 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
 from assay.analysis import Analysis
-from assay.db import models
-from assay.db.base import utcnow
+from assay.db import bulk, models
+from assay.db.base import storable, utcnow
 from assay.db.upsert import dialect_insert, insert_ignore
 
 log = logging.getLogger(__name__)
@@ -62,32 +62,20 @@ def _still_owned(session: Session, worker_id: str, sids: list[str]) -> set[str]:
 
 
 def _complete(session: Session, kept: Done, now: datetime) -> None:
-    table = models.Submission.__table__
-    statement = (
-        update(table)
-        .where(table.c.sid == bindparam("b_sid"))
-        .values(
-            state="completed",
-            max_score=bindparam("b_max_score"),
-            file_count=bindparam("b_file_count"),
-            error_count=bindparam("b_error_count"),
-            completed=now,
-            lease_owner=None,
-            lease_until=None,
-        )
-    )
-    session.execute(
-        statement,
-        [
-            {
-                "b_sid": s.sid,
-                "b_max_score": a.max_score,
-                "b_file_count": len({n.sha256 for n in a.nodes}),
-                "b_error_count": len(a.errors),
-            }
-            for s, a in kept
-        ],
-    )
+    rows = [
+        {
+            "sid": s.sid,
+            "state": "completed",
+            "max_score": a.max_score,
+            "file_count": len({n.sha256 for n in a.nodes}),
+            "error_count": len(a.errors),
+            "completed": now,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        for s, a in kept
+    ]
+    bulk.update_rows(session, models.Submission.__table__, "sid", rows)
 
 
 def _files(session: Session, kept: Done, now: datetime) -> None:
@@ -151,12 +139,10 @@ def _results(session: Session, kept: Done) -> None:
         for key in inserted
         for tag_type, value in new[key].tags
     ]
-    if tags:
-        session.execute(models.TagRecord.__table__.insert(), tags)
+    bulk.insert_rows(session, models.TagRecord.__table__, tags)
     links = {(s.sid, r.key) for s, a in kept for r in a.results}
-    if links:
-        rows = [{"sid": sid, "result_key": key} for sid, key in sorted(links)]
-        session.execute(models.SubmissionResult.__table__.insert(), rows)
+    rows = [{"sid": sid, "result_key": key} for sid, key in sorted(links)]
+    bulk.insert_rows(session, models.SubmissionResult.__table__, rows)
 
 
 def _tree(session: Session, kept: Done) -> None:
@@ -177,8 +163,7 @@ def _tree(session: Session, kept: Done) -> None:
             }
             for n in analysis.nodes
         )
-    if rows:
-        session.execute(models.SubmissionFile.__table__.insert(), rows)
+    bulk.insert_rows(session, models.SubmissionFile.__table__, rows)
 
 
 def _errors(session: Session, kept: Done, now: datetime) -> None:
@@ -193,12 +178,11 @@ def _errors(session: Session, kept: Done, now: datetime) -> None:
                 "sha256": error.sha256,
                 "service": error.service,
                 "error_type": error.kind,
-                "message": error.message,
+                "message": storable(error.message),
                 "created": now,
             }
         crashes.update(analysis.crashes)
-    if rows:
-        session.execute(models.ServiceError.__table__.insert(), list(rows.values()))
+    bulk.insert_rows(session, models.ServiceError.__table__, list(rows.values()))
     if crashes:
         crash_table = models.ServiceCrash.__table__
         insert = dialect_insert(session, crash_table)

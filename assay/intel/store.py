@@ -17,15 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     Connection,
-    DateTime,
-    Float,
-    Integer,
-    String,
     Table,
-    Text,
     bindparam,
     delete,
     or_,
@@ -36,9 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.types import TypeEngine
 
-from assay.db.base import UtcDateTime, utcnow
+from assay.db import bulk
+from assay.db.base import utcnow
 from assay.intel.models import (
     FileOccurrence,
     Group,
@@ -78,26 +71,6 @@ def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _pg_type(sa_type: TypeEngine[Any]) -> str:
-    if isinstance(sa_type, UtcDateTime | DateTime):
-        return "timestamptz"
-    if isinstance(sa_type, JSON) or isinstance(getattr(sa_type, "impl", None), JSON):
-        return "jsonb"
-    if isinstance(sa_type, BigInteger | Integer):
-        return "int8"
-    if isinstance(sa_type, Float):
-        return "float8"
-    if isinstance(sa_type, String | Text):
-        return "text"
-    raise TypeError(f"no PostgreSQL type for {sa_type!r}")
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()  # as UtcDateTime binds
-    raise TypeError(f"cannot send {type(value).__name__} in a JSON row")
-
-
 def pg_json_insert(
     conn: Connection,
     table: Table,
@@ -119,12 +92,9 @@ def pg_json_insert(
     """
     constants = constants or {}
     columns = [c for c in rows[0] if c not in constants and any(row[c] is not None for row in rows)]
-    picks = []
-    for index, column in enumerate(columns):
-        kind = _pg_type(table.c[column].type)
-        picks.append(f"e->{index}" if kind == "jsonb" else f"(e->>{index})::{kind}")
-    picks += [f"%s::{_pg_type(table.c[c].type)}" for c in constants]
-    document = json.dumps([[row[c] for c in columns] for row in rows], separators=(",", ":"), default=_json_default)
+    picks = [bulk.pg_pick(table, column, index) for index, column in enumerate(columns)]
+    picks += [f"%s::{bulk.pg_type(table.c[c].type)}" for c in constants]
+    document = bulk.document([[row[c] for c in columns] for row in rows])
     head = (
         f"INSERT INTO {table.name} ({', '.join([*columns, *constants])}) "
         f"SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS e "
