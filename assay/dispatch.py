@@ -24,6 +24,7 @@ from sqlalchemy import select
 from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
+from assay.db.base import storable
 from assay.db.session import session_scope
 from assay.execution.sandbox import Call, Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
@@ -270,16 +271,20 @@ class Dispatcher:
         heuristics = outcome.heuristic_ids()
         catalogue = registry.heuristics()
         score = registry.score_of(heuristics)
-        body = {
-            "sections": [s.as_dict() for s in outcome.sections],
-            "heuristics": [catalogue[h].as_dict() for h in heuristics if h in catalogue],
-            "file_info": outcome.file_info,
-            "data": outcome.data,
-            "anomalies": outcome.anomalies,
-            "children": children,
-            "drop_file": outcome.drop_file,
-        }
-        tags = [(t.type, t.value[:4096]) for t in outcome.tags() if self.provisions.tag_allowed(t.type, t.value)]
+        body = storable(
+            {
+                "sections": [s.as_dict() for s in outcome.sections],
+                "heuristics": [catalogue[h].as_dict() for h in heuristics if h in catalogue],
+                "file_info": outcome.file_info,
+                "data": outcome.data,
+                "anomalies": outcome.anomalies,
+                "children": children,
+                "drop_file": outcome.drop_file,
+            }
+        )
+        tags = [
+            (t.type, storable(t.value[:4096])) for t in outcome.tags() if self.provisions.tag_allowed(t.type, t.value)
+        ]
         stored_result = StoredResult(key, node.sha256, service, score, body, tags, new=True)
         analysis.results.append(stored_result)
         return stored_result

@@ -129,6 +129,25 @@ def flatten_metadata(metadata: Any, max_keys: int, max_value: int) -> dict[str, 
     return flat
 
 
+def refuse_nul(what: str, value: Any) -> None:
+    """Refuse NUL characters in any string (keys too) of ``value``.
+
+    PostgreSQL cannot store them in text or JSON, and one such ingest would fail the group commit
+    of every ingest that shares its transaction; a 400 at the door names the culprit instead.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadParams(f"{what} contains a NUL character")
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+
+
 def _flatten(value: Any, prefix: str, out: dict[str, str], depth: int) -> None:
     if depth > 16:
         raise BadParams("metadata is nested too deeply")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
@@ -38,6 +40,33 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every NUL character replaced by U+FFFD, in keys and strings at any depth.
+
+    PostgreSQL stores no NUL in text or JSON, and analysis output quotes hostile files: one NUL
+    would fail the whole batch its submission is recorded in. Most values hold none, so a JSON
+    encoding (fast, in C) is searched first and the copy is made only when one is there.
+    """
+    if isinstance(value, str):
+        return _replace_nul(value)
+    try:
+        if b"\\u0000" not in orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS):
+            return value
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    return _replace_nul(value)
+
+
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(key): _replace_nul(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace_nul(inner) for inner in value]
+    return value
 
 
 def utcnow() -> datetime:

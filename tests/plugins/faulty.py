@@ -84,3 +84,18 @@ class Slow(_Faulty):
             time.sleep(float(os.environ.get("ASSAY_TEST_SLOW_SECONDS", "3")))
             result.add_section("Slow").heuristic = "slow.done"
         return result
+
+
+class NulQuoter(_Faulty):
+    """Quotes NUL characters the way a service quoting a hostile file's strings would."""
+
+    name = "NulQuoter"
+    word = b"NUL"
+
+    def execute(self, request: FileRequest) -> Result:
+        result = Result()
+        if self.triggered(request):
+            section = result.add_section("quoted\x00title", {"key\x00": ["value\x00", 1]}, body_format="json")
+            section.add_tag("file.string.extracted", "tag\x00value")
+            result.data = {"nested": {"deep\x00": "x\x00y"}}
+        return result
