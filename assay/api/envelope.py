@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__, fastjson
@@ -79,6 +80,12 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _answer(request, 400, _validation_message(exc))
 
+    async def on_unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refuses what SQLite takes (NUL characters, numbers beyond a column's range):
+        # the request is at fault, not the server.
+        log.info("refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _answer(request, 400, "the request holds a value the database cannot store (a NUL character?)")
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _answer(request, 500, "internal error; the server log has the details")
@@ -91,4 +98,5 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, on_unstorable)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_crash)

@@ -208,12 +208,16 @@ def _name(body: dict[str, Any], fallback: str) -> str:
 
 
 def optional_int(body: dict[str, Any], key: str) -> int | None:
+    """A whole number that fits the 32-bit column it is stored in, or None when absent."""
     value = body.get(key)
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ApiError(400, f"{key} must be a whole number")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ApiError(400, f"{key} must be a whole number") from None
+    if not -(2**31) <= number < 2**31:
+        raise ApiError(400, f"{key} must be a 32-bit whole number")
+    return number
