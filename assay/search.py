@@ -159,8 +159,10 @@ def _text_match(column: Any, raw: str) -> ColumnElement[bool]:
 
 
 def _convert(kind: str, value: str, field: str) -> Any:
-    if value == "*" or kind == "text":
-        return None if value == "*" else value
+    if value == "*":
+        return None
+    if kind == "text":
+        return value
     try:
         if kind == "time":
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -84,7 +84,8 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
         # PostgreSQL refuses what SQLite takes (NUL characters, numbers beyond a column's range):
         # the request is at fault, not the server.
         log.info("refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-        return _answer(request, 400, "the request holds a value the database cannot store (a NUL character?)")
+        message = "the request holds a value the database cannot store (a NUL character, a number out of range)"
+        return _answer(request, 400, message)
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
