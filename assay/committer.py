@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from assay.db.session import session_scope
 from assay.ingest import IngestOrder, Intake, Overloaded
@@ -104,19 +105,38 @@ class Committer:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with session_scope(self.engine) as session, session.no_autoflush:
-                outcomes = self.intake.ingest_many(session, [pending.order for pending in batch])
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, str):
-                    pending.ingest_id = outcome
-                else:  # refused before anything of it was written
-                    pending.error = outcome
-        except Exception as exc:
-            log.exception("writing %d ingests failed", len(batch))
-            for pending in batch:
-                pending.ingest_id, pending.error = None, exc
+            self._store(batch)
         finally:
             for pending in batch:
                 if pending.on_done is not None:
                     with contextlib.suppress(RuntimeError):  # the waiting event loop has closed
                         pending.on_done(pending)
+
+    def _store(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction; if the database refuses it, write each order alone.
+
+        One order the database cannot take must not fail the others that shared its transaction.
+        A database that is away fails them all at once: each request answers 503 and is retried.
+        """
+        try:
+            with session_scope(self.engine) as session, session.no_autoflush:
+                outcomes = self.intake.ingest_many(session, [pending.order for pending in batch])
+        except OperationalError as exc:
+            log.warning("the database did not take %d ingests: %s", len(batch), exc)
+            for pending in batch:
+                pending.ingest_id, pending.error = None, exc
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("writing %d ingests together failed (%s); writing them one by one", len(batch), exc)
+                for pending in batch:
+                    self._store([pending])
+                return
+            log.exception("writing an ingest failed")
+            batch[0].ingest_id, batch[0].error = None, exc
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, str):
+                pending.ingest_id = outcome
+            else:  # refused before anything of it was written
+                pending.error = outcome

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -57,3 +58,30 @@ def test_requests_read_at_the_same_time_are_written_in_one_transaction(tmp_path:
     with session_scope(engine, readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(models.Ingest)) == 6
         assert session.get(models.Ingest, lone) is not None
+
+
+def test_an_order_the_database_refuses_fails_alone(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path)
+    intake = CountingIntake(settings)
+    intake.batches = []
+    committer = Committer(intake, get_engine(settings.database_url), linger=30.0)
+    store = FileStore(settings.storage_path)
+    good = [store.put_bytes(b"good %d" % index) for index in range(2)]
+    unstorable = dataclasses.replace(store.put_bytes(b"bad"), size=2**64)  # no SQL integer holds it
+
+    async def three_requests() -> list[str | BaseException]:
+        stored = [good[0], unstorable, good[1]]
+        orders = [IngestOrder("admin", one, f"f{index}", {}, {}, "q") for index, one in enumerate(stored)]
+        with contextlib.ExitStack() as announced:
+            for _ in orders:
+                announced.enter_context(committer.expecting())
+            tasks = [asyncio.ensure_future(committer.ingest(order)) for order in orders]
+            await asyncio.sleep(0.05)  # every order handed over while all three are announced
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, refused, last = asyncio.run(three_requests())
+    assert isinstance(first, str) and isinstance(last, str)
+    assert isinstance(refused, Exception)
+    assert intake.batches[0] == 3 and sorted(intake.batches[1:]) == [1, 1, 1]  # then each alone
+    with session_scope(get_engine(settings.database_url), readonly=True) as session:
+        assert {i.ingest_id for i in session.scalars(select(models.Ingest))} == {first, last}
