@@ -5,6 +5,7 @@ side by side in one run, and the limit for the same work: hashing and storing th
 with no API or queue. Prints JSON. Not a test.
 
     .venv/bin/python bench/ingest_e2e.py --files 2000 --modes embedded,celery-redis
+    .venv/bin/python bench/ingest_e2e.py --sensors 100 --idle-poll 1   # 100 sensors, each its own queue
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 import urllib.parse
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -116,20 +118,25 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run_load(
-    url: str,
-    headers: dict[str, str],
-    files: list[tuple[str, bytes]],
-    senders: int,
-    queue: str,
-    services: list[str],
-) -> dict:
+@dataclass(frozen=True)
+class Load:
+    """How the clients behave: the senders share the files; each sensor has its own notification
+    queue and a receiver polling it (every ``idle_poll`` seconds while it finds nothing)."""
+
+    senders: int = 16
+    sensors: int = 1
+    idle_poll: float = 0.1
+    services: tuple[str, ...] = ()
+
+
+def run_load(url: str, headers: dict[str, str], files: list[tuple[str, bytes]], load: Load, prefix: str) -> dict:
     sent_at: dict[str, float] = {}
     got_at: dict[str, float] = {}
     lock = threading.Lock()
     cursor = iter(range(len(files)))
     errors: list[str] = []
-    params = {"services": {"selected": services}} if services else {}
+    params = {"services": {"selected": list(load.services)}} if load.services else {}
+    queues = [f"{prefix}-{k}" for k in range(load.sensors)]
 
     def send() -> None:
         with LeanClient(url, headers) as client:
@@ -143,7 +150,7 @@ def run_load(
                     {
                         "name": name,
                         "metadata": {"file_path": f"/bench/{name}"},
-                        "notification_queue": queue,
+                        "notification_queue": queues[index % len(queues)],
                         "params": params,
                     }
                 )
@@ -160,7 +167,7 @@ def run_load(
                 with lock:
                     sent_at[json.loads(answer)["api_response"]["ingest_id"]] = started
 
-    def receive(stop: threading.Event) -> None:
+    def receive(stop: threading.Event, queue: str) -> None:
         with LeanClient(url, headers) as client:
             while not stop.is_set():
                 _, answer = client.request("GET", f"/api/v4/ingest/get_message_list/{queue}/?page_size=1000")
@@ -170,13 +177,14 @@ def run_load(
                     for message in messages:
                         got_at[message["ingest_id"]] = now
                 if not messages:
-                    time.sleep(0.1)  # an idle receiver polls ten times a second
+                    stop.wait(load.idle_poll)
 
     stop = threading.Event()
-    receiver = threading.Thread(target=receive, args=(stop,))
-    receiver.start()
+    receivers = [threading.Thread(target=receive, args=(stop, queue)) for queue in queues]
+    for receiver in receivers:
+        receiver.start()
     started = time.monotonic()
-    threads = [threading.Thread(target=send) for _ in range(senders)]
+    threads = [threading.Thread(target=send) for _ in range(load.senders)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -186,7 +194,8 @@ def run_load(
     while len(got_at) < len(files) - len(errors) and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
-    receiver.join()
+    for receiver in receivers:
+        receiver.join()
     finished = max(got_at.values(), default=time.monotonic())
     latencies = [got_at[i] - sent_at[i] for i in sent_at if i in got_at]
     return {
@@ -201,7 +210,7 @@ def run_load(
     }
 
 
-def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers: int, services: list[str]) -> dict:
+def bench_mode(mode: str, files: list[tuple[str, bytes]], workers: int, load: Load) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"assay-bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
         pg_name = None
@@ -217,9 +226,9 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], senders: int, workers:
             if mode != "embedded":
                 server.start_celery_worker(concurrency=workers)
             # Warm-up: the first files pay for starting the sandboxes.
-            run_load(server.url, server.headers, make_files(20, seed=99), senders, "warmup", services)
+            run_load(server.url, server.headers, make_files(20, seed=99), load, "warmup")
             meter = CpuMeter(server, pg_name)
-            figures = run_load(server.url, server.headers, files, senders, "bench", services)
+            figures = run_load(server.url, server.headers, files, load, "bench")
             figures["cpu_ms_per_file"] = meter.per_file(len(files))
             figures["intel_published_s_after_last_message"] = intel_lag(server.url, server.headers, len(files) + 20)
         finally:
@@ -321,21 +330,26 @@ def main() -> None:
         default="",
         help="comma-separated services or categories to select (default: every default service)",
     )
+    parser.add_argument("--sensors", type=int, default=1, help="notification queues, one receiver each")
+    parser.add_argument("--idle-poll", type=float, default=0.1, help="seconds a receiver waits after an empty poll")
     args = parser.parse_args()
     files = make_files(args.files)
-    services = [s for s in args.services.split(",") if s]
+    services = tuple(s for s in args.services.split(",") if s)
+    load = Load(args.senders, args.sensors, args.idle_poll, services)
     report: dict = {
-        "services": services or "default",
+        "services": list(services) or "default",
         "files": args.files,
         "bytes": sum(len(d) for _, d in files),
         "cpus": os.cpu_count(),
         "senders": args.senders,
+        "sensors": args.sensors,
+        "idle_poll_s": args.idle_poll,
         "workers": args.workers,
         "limit_hash_and_store": store_limit(files),
         "calibration_loop_cpu_s_before": calibration_seconds(),
     }
     for mode in args.modes.split(","):
-        report[mode] = bench_mode(mode, files, args.senders, args.workers, services)
+        report[mode] = bench_mode(mode, files, args.workers, load)
         report[mode]["ratio_to_limit"] = round(
             report[mode]["files_per_s"] / report["limit_hash_and_store"]["files_per_s"], 4
         )
