@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from assay.db.models import ServiceError, Submission
@@ -21,6 +22,7 @@ from assay.execution.sandbox import Call, Sandbox, ServiceFailure
 from assay.execution.worker import Worker
 from assay.services.base import FileRequest, Result
 from tests.conftest import (
+    PG_ADMIN,
     REDIS_URL,
     assay_env,
     drop_pg,
@@ -351,3 +353,37 @@ command = [sys.executable, "-m", "assay", "--data-dir", sys.argv[1], "worker", "
 print(subprocess.Popen(command).pid, flush=True)
 time.sleep(600)
 """
+
+
+def test_database_away_is_a_503_the_client_retries_and_the_server_recovers(tmp_path: Path) -> None:
+    name, url = new_pg_url()
+    server = make_server(tmp_path / "data", {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_WORKERS": "0"})
+    poll = "/api/v4/ingest/get_message_list/away-q/"
+    try:
+        server.start()
+        with server.client() as client:
+            assert client.get(poll).status_code == 200
+            _allow_connections(name, False)  # like a restart that has not come back yet
+            for _ in range(3):
+                away = client.get(poll)
+                assert away.status_code == 503, away.text
+                assert "daily" not in away.json()["api_error_message"]  # so assemblyline-client retries
+            refused = client.post(
+                "/api/v4/ingest/", files={"json": (None, json.dumps({"name": "a"})), "bin": ("a", b"away")}
+            )
+            assert refused.status_code == 503
+            _allow_connections(name, True)
+            assert client.get(poll).status_code == 200
+            assert ingest_bytes(client, b"back again", "b.txt", notification_queue="away-q")
+    finally:
+        server.stop()
+        _allow_connections(name, True)
+        drop_pg(name)
+
+
+def _allow_connections(database: str, allowed: bool) -> None:
+    """Open or close ``database`` to new connections; closing also ends the ones it has."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__, fastjson
@@ -87,6 +87,11 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
         message = "the request holds a value the database cannot store (a NUL character, a number out of range)"
         return _answer(request, 400, message)
 
+    async def on_database_away(request: Request, exc: OperationalError) -> JSONResponse:
+        # Assemblyline clients retry a 503 (unless it speaks of a daily quota).
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _answer(request, 503, "Server busy: the database is unavailable; try again")
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _answer(request, 500, "internal error; the server log has the details")
@@ -100,4 +105,5 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(DataError, on_unstorable)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, on_database_away)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_crash)
