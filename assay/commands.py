@@ -260,7 +260,7 @@ class LocalBackend:
         from assay import notify
 
         with self.sessions() as session:
-            return notify.pop(session, self.user, nq, 1000)
+            return notify.pop(session.connection(), self.user, nq, 1000)
 
     def submit(self, path: Path, params: dict[str, Any]) -> dict[str, Any]:
         from assay import views

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from assay.db import bulk, models
@@ -60,22 +60,25 @@ def suppressed(threshold: int | None, score: int | None) -> bool:
     return threshold is not None and score is not None and score < threshold
 
 
-_QUEUE = (models.Notification.user == bindparam("user")) & (models.Notification.queue == bindparam("queue"))
-_PEEK = select(models.Notification.id).where(_QUEUE).limit(1)
-_OLDEST = select(models.Notification.id, models.Notification.message).where(_QUEUE).order_by(models.Notification.id)
+_TABLE = models.Notification.__table__
+_QUEUE = (_TABLE.c.user == bindparam("user")) & (_TABLE.c.queue == bindparam("queue"))
+_PEEK = select(_TABLE.c.id).where(_QUEUE).limit(1)
 
 
-def waiting(session: Session, user: str, queue: str) -> bool:
-    """Whether ``user``'s ``queue`` holds a message (a read, for polls that mostly find nothing)."""
-    return session.execute(_PEEK, {"user": user, "queue": queue}).first() is not None
+def waiting(connection: Connection, user: str, queue: str) -> bool:
+    """Whether ``user``'s ``queue`` holds a message: a Core read, for polls that mostly find nothing."""
+    return connection.execute(_PEEK, {"user": user, "queue": queue}).first() is not None
 
 
-def pop(session: Session, user: str, queue: str, count: int) -> list[dict[str, Any]]:
-    """Remove and return up to ``count`` of the oldest messages of ``user``'s ``queue``."""
-    query = _OLDEST.limit(max(1, min(count, MAX_PAGE)))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = session.execute(query, {"user": user, "queue": queue}).all()
-    if rows:
-        session.execute(delete(models.Notification).where(models.Notification.id.in_([r.id for r in rows])))
-    return [row.message for row in rows]
+def pop(connection: Connection, user: str, queue: str, count: int) -> list[dict[str, Any]]:
+    """Remove and return up to ``count`` of the oldest messages of ``user``'s ``queue``.
+
+    One statement picks and deletes them (``DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
+    LOCKED) RETURNING``): two receivers of one queue never get the same message.
+    """
+    picked = select(_TABLE.c.id).where(_QUEUE).order_by(_TABLE.c.id).limit(max(1, min(count, MAX_PAGE)))
+    if connection.dialect.name == "postgresql":
+        picked = picked.with_for_update(skip_locked=True)
+    statement = delete(_TABLE).where(_TABLE.c.id.in_(picked.scalar_subquery())).returning(_TABLE.c.id, _TABLE.c.message)
+    rows = connection.execute(statement, {"user": user, "queue": queue}).all()
+    return [message for _, message in sorted(rows, key=lambda row: row[0])]

@@ -14,7 +14,7 @@ from assay.api.al_v4.upload import Upload, optional_int, read_upload
 from assay.api.auth import Submitter, User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import AppState, state_of
-from assay.db.session import session_scope
+from assay.db.session import reading, session_scope
 from assay.ingest import IngestOrder, Overloaded
 from assay.params import BadParams
 
@@ -89,11 +89,11 @@ def get_message_list(
 
 def _pop(state: AppState, user: str, queue: str, count: int) -> list[dict[str, Any]]:
     """Receivers poll empty queues most of the time: look without the write lock first."""
-    with session_scope(state.engine, readonly=True) as session:
-        if not notify.waiting(session, user, queue):
+    with reading(state.engine) as connection:
+        if not notify.waiting(connection, user, queue):
             return []
     with session_scope(state.engine) as session:
-        return notify.pop(session, user, queue, count)
+        return notify.pop(session.connection(), user, queue, count)
 
 
 @router.post("/api/v4/submit/", summary="Submit a file for analysis; returns the saved submission")
