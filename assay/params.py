@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assay.db.base import holds_nul
+
 PRIORITY_BUCKETS = {
     "low": (1, 100),
     "medium": (101, 200),
@@ -135,17 +137,8 @@ def refuse_nul(what: str, value: Any) -> None:
     PostgreSQL cannot store them in text or JSON, and one such ingest would fail the group commit
     of every ingest that shares its transaction; a 400 at the door names the culprit instead.
     """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise BadParams(f"{what} contains a NUL character")
-        elif isinstance(item, Mapping):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
+    if holds_nul(value):
+        raise BadParams(f"{what} contains a NUL character")
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str], depth: int) -> None:

@@ -14,10 +14,12 @@ from sqlalchemy import func, select
 
 from assay.config import Settings
 from assay.db.models import Submission
-from assay.db.session import get_engine, session_scope
+from assay.db.session import dispose_all, get_engine, session_scope
 from assay.execution.worker import Worker
-from assay.intel.models import FileOccurrence, Group, GroupIndicator, Indicator
-from tests.conftest import Server, local_settings, run_assay, submit_file, work_once
+from assay.filestore import FileStore
+from assay.intel import batches
+from assay.intel.models import Batch, FileOccurrence, Group, GroupIndicator, Indicator
+from tests.conftest import Server, drop_pg, local_settings, new_pg_url, run_assay, submit_file, work_once
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 NOTE = b"stage two from http://payload.badhost-example.com/s2.bin and mail ops@badhost-example.com\n"
@@ -266,3 +268,28 @@ def test_cli_exports_stix_and_misp_and_imports_a_bundle(tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stdout + imported.stderr
     missing = run_assay(["intel", "export", "--owner", "Nobody"], env)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_a_batch_quoting_nul_characters_completes_on_postgresql(tmp_path: Path) -> None:
+    pg_name, url = new_pg_url()
+    try:
+        settings = local_settings(tmp_path, {"ASSAY_DATABASE_URL": url})
+        engine = get_engine(settings.database_url)
+        document = {
+            "group": [{"name": "Wave\x00", "type": "Campaign"}],
+            "indicator": [{"summary": "t\x00", "type": "Host"}],
+        }
+        stored = FileStore(settings.storage_path).put_bytes(json.dumps(document).encode())
+        with session_scope(engine) as session:
+            batch_id = batches.create(session, "admin", {"owner": "Org", "haltOnError": False}).id
+            batches.upload(session, batch_id, "admin", stored.sha256)
+        assert batches.claim(engine, "nul-worker", 60) == batch_id
+        batches.run(engine, FileStore(settings.storage_path), batch_id, "nul-worker")
+        with session_scope(engine, readonly=True) as session:
+            batch = session.get(Batch, batch_id)
+            assert batch is not None and batch.state == "Completed"  # its errors quote the items, NUL and all
+            errors = batches.errors(batch)
+        assert len(errors) == 2 and all("NUL" in e["errorReason"] for e in errors)
+    finally:
+        dispose_all()
+        drop_pg(pg_name)

@@ -527,3 +527,18 @@ def test_two_chunks_in_flight_store_what_one_at_a_time_stores(engine: Engine) ->
     assert [e["reason"] for e in parallel.to_dict()["errors"]] == [e["reason"] for e in sequential.to_dict()["errors"]]
     assert in_parallel == _natural(engine)
     assert len(in_parallel[0]) == 2500 and len(in_parallel[1]) == 834
+
+
+def test_items_holding_a_nul_character_fail_alone(engine: Engine) -> None:
+    job = Job(owner="Org", engine=engine)
+    job.group({"name": "Wave\x00", "type": "Campaign", "xid": "nul-1"})
+    job.group({"name": "Fine wave", "type": "Campaign", "xid": "nul-2"})
+    job.indicator(
+        {"summary": "203.0.113.9", "type": "Address", "attribute": [{"type": "Description", "value": "d\x00"}]}
+    )
+    job.indicator({"summary": "198.51.100.9", "type": "Address"})
+    result = job.process()
+    assert result.exit_code == 3  # partial failure: the others are saved
+    assert sorted(e.code_hex for e in result.errors) == ["0x1005", "0x1006"]
+    assert all("NUL" in e.reason for e in result.errors)
+    assert result.counts["group"].saved == 1 and result.counts["indicator"].saved == 1

@@ -59,6 +59,22 @@ def storable(value: Any) -> Any:
     return _replace_nul(value)
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether any string of ``value`` (keys too, at any depth) holds a NUL character."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
+
+
 def _replace_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")

@@ -7,18 +7,22 @@ accepted is never lost; the job itself runs in a worker, not in the HTTP request
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from assay.db.base import utcnow
+from assay.db.base import storable, utcnow
 from assay.db.session import session_scope
 from assay.filestore import FileStore
 from assay.intel.batch import BatchSettings, submit
+from assay.intel.errors import Code
 from assay.intel.models import Batch
 from assay.intel.result import JobResult
+
+log = logging.getLogger(__name__)
 
 
 class BatchError(ValueError):
@@ -90,12 +94,19 @@ def run(engine: Engine, store: FileStore, batch_id: int, worker_id: str) -> JobR
         content = store.get(sha256) if sha256 else b""
     except OSError as exc:
         content = json.dumps({"error": str(exc)}).encode()
-    result = submit(content, settings, engine)
+    try:
+        result = submit(content, settings, engine)
+    except Exception as exc:  # a batch that breaks the runner must end, not crash its worker each lease
+        log.exception("batch %s could not be run", batch_id)
+        result = JobResult()
+        result.critical("indicator", Code.INTERNAL, f"the batch could not be run: {exc}")
+    # Errors quote the items as sent, and PostgreSQL stores no NUL character.
+    stored = storable(result.to_dict())
     with session_scope(engine) as session:
         session.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.lease_owner == worker_id)
-            .values(state="Completed", result=result.to_dict(), completed=utcnow(), lease_owner=None, lease_until=None)
+            .values(state="Completed", result=stored, completed=utcnow(), lease_owner=None, lease_until=None)
         )
     return result
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from assay.intel.errors import ItemError
+from assay.db.base import holds_nul
+from assay.intel.errors import Code, ItemError
 from assay.intel.groups import GroupItem
 from assay.intel.indicators import IndicatorItem
 from assay.intel.result import JobResult
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from assay.intel.job import Job, Settings
 
 Json = dict[str, Any]
+_INVALID = {"indicator": Code.INVALID_INDICATOR, "group": Code.INVALID_GROUP}
 
 
 @dataclass
@@ -60,6 +62,8 @@ class RunState:
         valid: list[Any] = []
         for index, raw in enumerate(raws):
             try:
+                if holds_nul(raw):  # no store may keep it (PostgreSQL refuses it in text and JSON)
+                    raise ItemError(_INVALID.get(kind, Code.GENERAL), f"the {kind} contains a NUL character")
                 valid.append(parse(raw))
             except ItemError as exc:
                 self.error(kind, exc, raw)
