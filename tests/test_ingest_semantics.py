@@ -207,3 +207,26 @@ def test_nul_characters_in_an_ingest_are_refused_alone(settings: Settings, field
         outcomes = Intake(settings).ingest_many(session, [good, bad])
     assert isinstance(outcomes[0], str)
     assert isinstance(outcomes[1], BadParams) and field in str(outcomes[1]) and "NUL" in str(outcomes[1])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_analysis_the_database_refuses_fails_alone(tmp_path: Path, database: str) -> None:
+    environ = {"ASSAY_SERVICES_EXTRA_MODULES": "tests.plugins.faulty"}
+    pg_name = None
+    if database == "postgresql":
+        pg_name, environ["ASSAY_DATABASE_URL"] = new_pg_url()
+    try:
+        settings = local_settings(tmp_path, environ)
+        selected = {"services": {"selected": ["LongTagger"]}}
+        refused, _ = submit_file(settings, b"LONGTAG here\n", "long.bin", params=selected)
+        plain, _ = submit_file(settings, b"a plain neighbour\n", "plain.txt", params=selected)
+        assert work_once(settings, "long-worker", limit=2) == 2
+        with session_scope(get_engine(settings.database_url)) as session:
+            states = {s.sid: s.state for s in session.scalars(select(Submission))}
+        # PostgreSQL refuses the 200-character tag type (SQLite does not check lengths): only that
+        # submission fails, at the first attempt, and its neighbour in the batch is stored.
+        assert states == {refused: "failed" if database == "postgresql" else "completed", plain: "completed"}
+    finally:
+        dispose_all()
+        if pg_name:
+            drop_pg(pg_name)

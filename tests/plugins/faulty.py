@@ -99,3 +99,16 @@ class NulQuoter(_Faulty):
             section.add_tag("file.string.extracted", "tag\x00value")
             result.data = {"nested": {"deep\x00": "x\x00y"}}
         return result
+
+
+class LongTagger(_Faulty):
+    """Emits a tag type longer than its column: a service bug PostgreSQL refuses and SQLite stores."""
+
+    name = "LongTagger"
+    word = b"LONGTAG"
+
+    def execute(self, request: FileRequest) -> Result:
+        result = Result()
+        if self.triggered(request):
+            result.add_section("long").add_tag("x" * 200, "value")
+        return result
