@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from assay.db.session import session_scope
+from assay.db.session import session_scope, write_isolating
 from assay.ingest import IngestOrder, Intake, Overloaded
 
 log = logging.getLogger(__name__)
@@ -113,30 +113,28 @@ class Committer:
                         pending.on_done(pending)
 
     def _store(self, batch: list[_Pending]) -> None:
-        """Write ``batch`` in one transaction; if the database refuses it, write each order alone.
+        """Write ``batch`` in one transaction; one order the database refuses fails alone.
 
-        One order the database cannot take must not fail the others that shared its transaction.
         A database that is away fails them all at once: each request answers 503 and is retried.
         """
         try:
-            with session_scope(self.engine) as session, session.no_autoflush:
-                outcomes = self.intake.ingest_many(session, [pending.order for pending in batch])
+            write_isolating(batch, self._write_together, self._refused)
         except OperationalError as exc:
             log.warning("the database did not take %d ingests: %s", len(batch), exc)
             for pending in batch:
-                pending.ingest_id, pending.error = None, exc
-            return
-        except Exception as exc:
-            if len(batch) > 1:
-                log.warning("writing %d ingests together failed (%s); writing them one by one", len(batch), exc)
-                for pending in batch:
-                    self._store([pending])
-                return
-            log.exception("writing an ingest failed")
-            batch[0].ingest_id, batch[0].error = None, exc
-            return
+                if pending.ingest_id is None and pending.error is None:  # some may be written already
+                    pending.error = exc
+
+    def _write_together(self, batch: list[_Pending]) -> None:
+        with session_scope(self.engine) as session, session.no_autoflush:
+            outcomes = self.intake.ingest_many(session, [pending.order for pending in batch])
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, str):
                 pending.ingest_id = outcome
             else:  # refused before anything of it was written
                 pending.error = outcome
+
+    @staticmethod
+    def _refused(pending: _Pending, exc: Exception) -> None:
+        log.exception("writing an ingest failed")
+        pending.ingest_id, pending.error = None, exc

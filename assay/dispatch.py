@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import storable
-from assay.db.session import session_scope
+from assay.db.session import session_scope, write_isolating
 from assay.execution.sandbox import Call, Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
@@ -113,30 +112,22 @@ class Dispatcher:
         self._prefetched = {}
 
     def _persist_all(self, done: list[tuple[models.Submission, Analysis]]) -> None:
-        """Store analyses together; if the database refuses the batch, store each alone.
+        """Store analyses together; one the database refuses fails alone, with a message to its
+        submitter, instead of taking its batch down with it at every attempt. A database that is
+        away propagates: the work is retried once the lease runs out."""
+        if done:
+            write_isolating(done, self._record, self._unstorable)
 
-        One analysis the database cannot take then fails alone (with a message to its submitter)
-        instead of taking its batch down with it at every attempt. A database that is away is not
-        the analyses' fault: the error propagates, and the work is retried once the lease runs out.
-        """
-        if not done:
-            return
-        try:
-            with session_scope(self.engine) as session:
-                record(session, self.worker_id, done)
-        except OperationalError:
-            raise
-        except Exception as exc:
-            if len(done) > 1:
-                log.warning("storing %d analyses together failed (%s); storing them one by one", len(done), exc)
-                for one in done:
-                    self._persist_all([one])
-                return
-            submission = done[0][0]
-            log.exception("the analysis of %s could not be stored", submission.sid)
-            with session_scope(self.engine) as session:
-                reason = f"the results could not be stored: {getattr(exc, 'orig', None) or exc}"
-                record_failure(session, self.worker_id, submission.sid, storable(reason[:500]))
+    def _record(self, done: list[tuple[models.Submission, Analysis]]) -> None:
+        with session_scope(self.engine) as session:
+            record(session, self.worker_id, done)
+
+    def _unstorable(self, item: tuple[models.Submission, Analysis], exc: Exception) -> None:
+        sid = item[0].sid
+        log.exception("the analysis of %s could not be stored", sid)
+        reason = f"the results could not be stored: {getattr(exc, 'orig', None) or exc}"
+        with session_scope(self.engine) as session:
+            record_failure(session, self.worker_id, sid, storable(reason[:500]))
 
     def analyse(
         self,

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from assay.config import Settings, load_settings
-from assay.db.session import get_engine, session_scope, upgrade
+from assay.db.session import dispose_all, get_engine, session_scope, upgrade
 from assay.execution.worker import Worker
 from assay.filestore import FileStore, Stored
 from assay.ingest import Intake
@@ -45,6 +45,21 @@ def pg_database() -> Iterator[str]:
     yield name
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_environ(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings environment naming a fresh database of each kind (SQLite: the data directory's)."""
+    pg_name = None
+    environ: dict[str, str] = {}
+    if request.param == "postgresql":
+        pg_name, environ["ASSAY_DATABASE_URL"] = new_pg_url()
+    try:
+        yield environ
+    finally:
+        dispose_all()
+        if pg_name:
+            drop_pg(pg_name)
 
 
 def new_pg_url() -> tuple[str, str]:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assay import fastjson
 from assay.config import Settings
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 _default_settings: Settings | None = None
@@ -165,6 +168,26 @@ def reading(engine: Engine) -> Iterator[Connection]:
     options = {READONLY: True} if engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
     with engine.connect() as connection:
         yield connection.execution_options(**options)
+
+
+def write_isolating(items: list[T], write: Callable[[list[T]], None], refused: Callable[[T, Exception], None]) -> None:
+    """``write`` the items together; if the database refuses them, write each alone.
+
+    Batching must not let one item the database cannot take fail its neighbours: only the
+    culprits reach ``refused``. A database that is away refuses nothing in particular, so
+    :class:`OperationalError` propagates at once.
+    """
+    try:
+        write(items)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        if len(items) == 1:
+            refused(items[0], exc)
+            return
+        log.warning("writing %d items together failed (%s); writing them one by one", len(items), exc)
+        for item in items:
+            write_isolating([item], write, refused)
 
 
 def upgrade(engine: Engine | None = None) -> None:
