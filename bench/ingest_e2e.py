@@ -4,7 +4,7 @@ Runs the embedded default (SQLite, local workers) and scale-out (Celery on Redis
 side by side in one run, and the limit for the same work: hashing and storing the same bytes
 with no API or queue. Prints JSON. Not a test.
 
-    .venv/bin/python bench/ingest_e2e.py --files 2000 --modes embedded,celery-redis
+    .venv/bin/python bench/ingest_e2e.py --files 2000 --modes embedded,celery-redis,celery-rabbitmq
     .venv/bin/python bench/ingest_e2e.py --sensors 100 --idle-poll 1   # 100 sensors, each its own queue
 """
 
@@ -34,7 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assay.filestore import FileStore
-from tests.conftest import REDIS_URL, Server, drop_pg, make_server, new_pg_url
+from tests.conftest import RABBIT_URL, REDIS_URL, Server, drop_pg, make_server, new_pg_url
 
 
 def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
@@ -219,7 +219,7 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], workers: int, load: Lo
         else:
             pg_name, url = new_pg_url()
             server = make_server(
-                data_dir, {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": REDIS_URL.format(db=9)}
+                data_dir, {"ASSAY_DATABASE_URL": url, "ASSAY_QUEUE_BROKER_URL": _broker(mode)}
             )
         try:
             server.start()
@@ -236,6 +236,11 @@ def bench_mode(mode: str, files: list[tuple[str, bytes]], workers: int, load: Lo
             if pg_name:
                 drop_pg(pg_name)
     return figures
+
+
+def _broker(mode: str) -> str:
+    """``celery-rabbitmq`` runs on RabbitMQ; any other scale-out mode on Redis."""
+    return RABBIT_URL if mode.endswith("rabbitmq") else REDIS_URL.format(db=9)
 
 
 class CpuMeter:
