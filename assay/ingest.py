@@ -284,12 +284,10 @@ class _Rows:
         message = _message(plan, sid)
         state = "waiting"
         if finished:
-            message = notify.finished_message(message, score, failure, plan.now)
-            state = "dropped" if failure else "notified"
-            if order.queue and not notify.suppressed(order.threshold, score):
-                self.notifications.append(
-                    {"user": order.user, "queue": order.queue, "message": message, "created": plan.now}
-                )
+            done = notify.finish(message, order.user, order.queue, order.threshold, score, failure, plan.now)
+            message, state = done.message, done.state
+            if done.notification is not None:
+                self.notifications.append(done.notification)
         self.ingests.append(
             {
                 "ingest_id": plan.ingest_id,

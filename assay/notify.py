@@ -7,7 +7,7 @@ neither lose one nor send one twice; a pop deletes what it returns in one transa
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
@@ -41,18 +41,35 @@ def complete_many(session: Session, outcomes: dict[str, tuple[int | None, str]])
     updates, messages = [], []
     for row in waiting:
         score, failure = outcomes[row.sid]
-        message = finished_message(row.message, score, failure, now)
-        state = "dropped" if failure else "notified"
-        updates.append({"ingest_id": row.ingest_id, "state": state, "failure": failure, "message": message})
-        if row.queue and not suppressed(row.threshold, score):
-            messages.append({"user": row.user, "queue": row.queue, "message": message, "created": now})
+        done = finish(row.message, row.user, row.queue, row.threshold, score, failure, now)
+        updates.append({"ingest_id": row.ingest_id, "state": done.state, "failure": failure, "message": done.message})
+        if done.notification is not None:
+            messages.append(done.notification)
     bulk.update_rows(session, table, "ingest_id", updates)
     bulk.insert_rows(session, models.Notification.__table__, messages)
     return len(waiting)
 
 
-def finished_message(message: dict[str, Any], score: int | None, failure: str, now: datetime) -> dict[str, Any]:
-    return {**message, "score": score, "failure": failure, "notify_time": iso(now)}
+class Finished(NamedTuple):
+    message: dict[str, Any]  # the final message, with score, failure and notify_time
+    state: str  # of the ingest: notified, or dropped when it failed
+    notification: dict[str, Any] | None  # the notifications row to add; None when nothing is sent
+
+
+def finish(
+    message: dict[str, Any],
+    user: str,
+    queue: str | None,
+    threshold: int | None,
+    score: int | None,
+    failure: str,
+    now: datetime,
+) -> Finished:
+    """How an ingest ends, whether at once (cache hit, skip) or when its submission completes."""
+    final = {**message, "score": score, "failure": failure, "notify_time": iso(now)}
+    sent = bool(queue) and not suppressed(threshold, score)
+    notification = {"user": user, "queue": queue, "message": final, "created": now} if sent else None
+    return Finished(final, "dropped" if failure else "notified", notification)
 
 
 def suppressed(threshold: int | None, score: int | None) -> bool:

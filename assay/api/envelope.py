@@ -88,9 +88,9 @@ def install(app: FastAPI, is_envelope_path: Any) -> None:
         return _answer(request, 400, message)
 
     async def on_database_away(request: Request, exc: OperationalError) -> JSONResponse:
-        # Assemblyline clients retry a 503 (unless it speaks of a daily quota).
+        # Away, or locked for too long: Assemblyline clients retry a 503 (unless it speaks of a quota).
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
-        return _answer(request, 503, "Server busy: the database is unavailable; try again")
+        return _answer(request, 503, "Server busy: the database is unavailable or busy; try again")
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

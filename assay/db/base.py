@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import JSON, DateTime, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from assay import fastjson
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -52,9 +53,9 @@ def storable(value: Any) -> Any:
     if isinstance(value, str):
         return _replace_nul(value)
     try:
-        if b"\\u0000" not in orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS):
+        if b"\\u0000" not in fastjson.dumps_bytes(value):
             return value
-    except (TypeError, orjson.JSONEncodeError):
+    except (TypeError, ValueError):  # not JSON at all: look everywhere
         pass
     return _replace_nul(value)
 

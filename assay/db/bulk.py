@@ -9,16 +9,14 @@ in-process, where executemany is already a tight loop, so it keeps it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import JSON, BigInteger, Boolean, Connection, DateTime, Float, Integer, String, Table, Text, bindparam
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
+from assay import fastjson
 from assay.db.base import UtcDateTime
 
 Row = dict[str, Any]
@@ -41,20 +39,6 @@ def pg_type(sa_type: TypeEngine[Any]) -> str:
     raise TypeError(f"no PostgreSQL type for {sa_type!r}")
 
 
-def json_default(value: Any) -> str:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()  # as UtcDateTime binds
-    raise TypeError(f"cannot send {type(value).__name__} in a JSON row")
-
-
-def document(rows: Sequence[Sequence[Any]]) -> str:
-    """Positional rows as one JSON text; dates as UTC ISO 8601, naive ones taken as UTC."""
-    try:
-        return orjson.dumps(rows, default=json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:  # integers beyond 64 bits: the standard library writes them
-        return json.dumps(rows, default=json_default, separators=(",", ":"), ensure_ascii=False)
-
-
 def pg_pick(table: Table, column: str, index: int) -> str:
     """The expression reading element ``index`` of a JSON row ``e`` as ``column``'s type."""
     kind = pg_type(table.c[column].type)
@@ -75,7 +59,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Row]) -> None:
     connection.exec_driver_sql(
         f"INSERT INTO {_name(connection, table)} ({_columns(connection, columns)}) "
         f"SELECT {picks} FROM jsonb_array_elements(%s::jsonb) AS e",
-        (document([[*(row[c] for c in rows[0]), *defaults.values()] for row in rows]),),
+        (fastjson.dumps([[*(row[c] for c in rows[0]), *defaults.values()] for row in rows]),),
     )
 
 
@@ -96,7 +80,7 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[Row]) -
     connection.exec_driver_sql(
         f"UPDATE {_name(connection, table)} AS t SET {sets} FROM jsonb_array_elements(%s::jsonb) AS e "
         f"WHERE t.{quote(key)} = {pg_pick(table, key, 0)}",
-        (document([[row[key], *(row[c] for c in columns)] for row in rows]),),
+        (fastjson.dumps([[row[key], *(row[c] for c in columns)] for row in rows]),),
     )
 
 

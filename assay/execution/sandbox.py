@@ -101,17 +101,16 @@ class Sandbox:
         outcomes: list[Result | ServiceFailure] = []
         while len(outcomes) < len(calls):
             left = calls[len(outcomes) :]
+            fresh = self._conn is None
             try:
                 conn = self._conn or self._start()
+                conn.send([(call.service, call.request) for call in left])
             except (EOFError, OSError, RuntimeError) as exc:
                 self._kill()
+                if not fresh:
+                    continue  # the child had died since the last calls: start a fresh one
                 failure = ServiceFailure("crash", f"could not start the sandbox: {exc}")
                 return outcomes + [failure] * len(left)
-            try:
-                conn.send([(call.service, call.request) for call in left])
-            except (OSError, BrokenPipeError):
-                self._kill()
-                continue  # the child had died since the last calls: start a fresh one
             outcomes.extend(self._answers(conn, left))
         return outcomes
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
+from assay import fastjson
 from assay.db import bulk
 from assay.db.base import utcnow
 from assay.intel.models import (
@@ -94,7 +95,7 @@ def pg_json_insert(
     columns = [c for c in rows[0] if c not in constants and any(row[c] is not None for row in rows)]
     picks = [bulk.pg_pick(table, column, index) for index, column in enumerate(columns)]
     picks += [f"%s::{bulk.pg_type(table.c[c].type)}" for c in constants]
-    document = bulk.document([[row[c] for c in columns] for row in rows])
+    document = fastjson.dumps([[row[c] for c in columns] for row in rows])
     head = (
         f"INSERT INTO {table.name} ({', '.join([*columns, *constants])}) "
         f"SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS e "

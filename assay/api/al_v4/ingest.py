@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from assay import notify, views
@@ -67,8 +66,6 @@ async def _ingest(state: AppState, order: IngestOrder) -> str:
         raise ApiError(400, str(exc)) from None
     except Overloaded as exc:
         raise ApiError(503, f"Server busy: {exc}") from None
-    except OperationalError:  # the database is away or locked for too long: the client retries a 503
-        raise ApiError(503, "Server busy: the database did not take the ingest; try again") from None
 
 
 @router.get("/api/v4/ingest/get_message/{nq}/", summary="Pop one message from a notification queue")
