@@ -69,6 +69,12 @@ class Settings:
         path = self.get("storage", "path")
         return Path(path) if path else self.data_dir / "files"
 
+    @property
+    def yara_dir(self) -> Path:
+        """The live YARA rule sets (``[signatures] yara_dir``; under the storage path by default)."""
+        configured = self.get("signatures", "yara_dir")
+        return Path(configured) if configured else self.storage_path / "signatures" / "yara"
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key."""

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from assay.db.models import SafelistEntry
 from assay.db.session import session_scope
 from assay.db.upsert import insert_ignore
-from assay.services.indicators import TAG_DOMAIN, TAG_EMAIL, TAG_IP, TAG_URI, is_safelisted
+from assay.services.lib.indicators import TAG_DOMAIN, TAG_EMAIL, TAG_IP, TAG_URI, is_safelisted
 
 HASH_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}
 NETWORK_KINDS = (TAG_DOMAIN, TAG_IP, TAG_URI, TAG_EMAIL)

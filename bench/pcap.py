@@ -23,8 +23,9 @@ import time
 import zipfile
 from pathlib import Path
 
-from assay.iot.capture import analyse_capture, synth
+from assay.iot.capture import analyse_capture
 from assay.iot.capture.reader import CaptureReader
+from tests.builders import captures as synth
 
 DFRWS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "IoT_Net_Traffic.zip"
 TSHARK_FIELDS = (

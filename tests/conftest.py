@@ -21,10 +21,8 @@ from assay.config import Settings, load_settings
 from assay.db.session import dispose_all, get_engine, session_scope, upgrade
 from assay.execution.worker import Worker
 from assay.filestore import FileStore, Stored
-from assay.ingest import Intake
+from assay.intake.ingest import Intake
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 PG_ADMIN = os.environ.get("ASSAY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 REDIS_URL = "redis://127.0.0.1:6379/{db}"
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"

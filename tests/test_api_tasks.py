@@ -18,12 +18,13 @@ import httpx
 import pytest
 
 from assay.config import load_settings
-from assay.iot.capture import analyse_capture, synth
+from assay.iot.capture import analyse_capture
 from assay.iot.onhub import Limits, analyse
-from assay.tasks import cases, detect, paths
+from assay.iotinsight import cases, detect, paths
+from tests.builders import captures as synth
 from tests.conftest import Server, make_server
+from tests.paths import CASE_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
 STATUSES = ("pending", "processing", "success", "failure")
 SHARED_MAC = "02:5a:11:00:be:ef"
 ST_TOKEN = "st-pat-" + os.urandom(12).hex()
@@ -87,9 +88,9 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root, outside = base / "root", base / "outside"
     (root / "evidence").mkdir(parents=True)
     outside.mkdir()
-    with zipfile.ZipFile(DATA / "IoT_Net_Traffic.zip") as archive:
+    with zipfile.ZipFile(CASE_DATA / "IoT_Net_Traffic.zip") as archive:
         archive.extractall(root / "evidence")
-    shutil.copy(DATA / "004-Onhub-diagnostic-report", root / "evidence" / "onhub-report")
+    shutil.copy(CASE_DATA / "004-Onhub-diagnostic-report", root / "evidence" / "onhub-report")
     (outside / "secret.txt").write_text("outside the roots\n")
     return {"base": base, "root": root, "outside": outside}
 
@@ -217,7 +218,7 @@ def bulk_dir(layout: dict[str, Path]) -> Path:
                        [(0, T0 + 0.5 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"b{i}.example.net"))
                         for i in range(2)])
     (folder / "notes.pcap").write_text("not a capture at all, whatever the name says\n" * 10)
-    shutil.copy(DATA / "004-Onhub-diagnostic-report", folder / "nested" / "deeper" / "router.log")
+    shutil.copy(CASE_DATA / "004-Onhub-diagnostic-report", folder / "nested" / "deeper" / "router.log")
     (folder / "escape").symlink_to(layout["outside"] / "secret.txt")
     (folder / "escape-dir").symlink_to(layout["outside"], target_is_directory=True)
     return folder
@@ -264,12 +265,12 @@ def test_case_merges_the_same_mac_across_two_captures_and_sorts_the_timeline(
 
 def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]
                                                          ) -> None:
-    report = analyse((DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits())
+    report = analyse((CASE_DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits())
     station = report.data["stations"][0]["mac"]
     folder = layout["root"] / "joined"
     folder.mkdir()
     synth.write_pcap(folder / "a", [(T0, frame(station, "192.168.86.99", "192.168.86.1", "x.example.org"))])
-    shutil.copy(DATA / "004-Onhub-diagnostic-report", folder / "b")
+    shutil.copy(CASE_DATA / "004-Onhub-diagnostic-report", folder / "b")
     response = client.post("/task/bulk", data={"filepath": str(folder)})
     answer = response.json()
     for entry in answer.values():
@@ -379,7 +380,7 @@ def test_detection_reads_magic_not_names(tmp_path: Path) -> None:
         assert detect.detect_bytes(magic + b"\0" * 20) == "packet"
     assert detect.detect_bytes(b"\x0a\x0d\x0d") == "other"
     assert detect.detect_bytes(b"\x0a\x05hello", b"\x0a\x05hello") == "other"
-    onhub = (DATA / "004-Onhub-diagnostic-report").read_bytes()
+    onhub = (CASE_DATA / "004-Onhub-diagnostic-report").read_bytes()
     assert detect.detect_bytes(onhub[:16], onhub) == "onhub"
     assert detect.detect_bytes(onhub[:16], onhub[: len(onhub) // 3]) in ("onhub", "other")
     for seed in range(50):

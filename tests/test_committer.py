@@ -10,11 +10,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from assay.committer import Committer
 from assay.db import models
 from assay.db.session import get_engine, session_scope
 from assay.filestore import FileStore
-from assay.ingest import IngestOrder, Intake, Overloaded
+from assay.intake.committer import Committer
+from assay.intake.ingest import IngestOrder, Intake, Overloaded
 from assay.params import BadParams
 from tests.conftest import local_settings
 

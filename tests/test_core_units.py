@@ -11,7 +11,7 @@ from assay.config import ConfigError, load_settings
 from assay.filestore import FileStore, FileTooLarge
 from assay.ids import is_id, new_id
 from assay.params import BadParams, flatten_metadata, parse_params, priority_bucket, scan_key
-from assay.search import QueryError, parse
+from assay.results.search import QueryError, parse
 
 
 def test_settings_layers_defaults_file_and_environment(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from assay.db.models import ServiceError, Submission
 from assay.db.session import get_engine, session_scope
-from assay.execution.sandbox import Call, Sandbox, ServiceFailure
+from assay.dispatch.sandbox import Call, Sandbox, ServiceFailure
 from assay.execution.worker import Worker
 from assay.services.base import FileRequest, Result
 from tests.conftest import (

@@ -17,7 +17,7 @@ from assay.db.session import get_engine, session_scope
 from assay.execution import queue
 from assay.execution.worker import Worker
 from assay.filestore import FileStore
-from assay.ingest import IngestOrder, Intake, Overloaded
+from assay.intake.ingest import IngestOrder, Intake, Overloaded
 from assay.params import BadParams
 from tests.conftest import local_settings, submit_file, work_once
 

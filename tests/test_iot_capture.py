@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -11,22 +10,19 @@ from pathlib import Path
 import pytest
 
 from assay.iot.capture import analyse_capture
-from assay.iot.pcap import NetworkCapture
 from assay.services.base import FileRequest
+from assay.services.network_capture import NetworkCapture
 from assay.services.registry import service
+from tests.paths import CASE_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
 COAP_PCAP = "COAP-filtered-SmartHome-Traffic.pcap"
 IP_PCAP = "IP-filtered-SmartHome-Traffic.pcap"
-needs_tshark = pytest.mark.skipif(
-    shutil.which("tshark") is None, reason="tshark (Debian package) not installed"
-)
 
 
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("dfrws")
-    with zipfile.ZipFile(DATA / "IoT_Net_Traffic.zip") as archive:
+    with zipfile.ZipFile(CASE_DATA / "IoT_Net_Traffic.zip") as archive:
         for name in (COAP_PCAP, IP_PCAP):
             (target / name).write_bytes(archive.read(name))
     return target
@@ -95,14 +91,12 @@ def test_both_dfrws_captures_read_whole_without_errors(ip_report: dict, coap_rep
     assert ip_report["stats"]["undecoded_packets"] == 0
 
 
-@needs_tshark
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_conversations_agree_with_tshark(captures: Path, ip_report: dict, proto: str) -> None:
     theirs = tshark_conversations(captures / IP_PCAP, proto)
     assert theirs and ours_conversations(ip_report, proto) == theirs
 
 
-@needs_tshark
 def test_dns_names_agree_with_tshark(captures: Path, ip_report: dict) -> None:
     ours = {q["name"] for d in ip_report["dns"] for q in d["questions"]}
     theirs = tshark_values(captures / IP_PCAP, "dns.qry.name", "dns && !icmp")
@@ -110,7 +104,6 @@ def test_dns_names_agree_with_tshark(captures: Path, ip_report: dict) -> None:
     assert "rkhunter.sourceforge.net" in ip_report["indicators"]["domain"]
 
 
-@needs_tshark
 def test_http_hosts_and_uris_agree_with_tshark(captures: Path, ip_report: dict) -> None:
     requests = [r for r in ip_report["http"] if r["kind"] == "request"]
     over_tcp = "http && tcp"  # tshark also shows SSDP (HTTP over UDP) as http
@@ -124,13 +117,11 @@ def test_http_hosts_and_uris_agree_with_tshark(captures: Path, ip_report: dict) 
     }
 
 
-@needs_tshark
 def test_tls_snis_agree_with_tshark(captures: Path, ip_report: dict) -> None:
     theirs = tshark_values(captures / IP_PCAP, "tls.handshake.extensions_server_name")
     assert {t["sni"] for t in ip_report["tls"]} == theirs
 
 
-@needs_tshark
 def test_coap_messages_and_paths_agree_with_tshark(captures: Path, coap_report: dict) -> None:
     path = captures / COAP_PCAP
     assert len(coap_report["coap"]) == len(tshark_values(path, "frame.number", "coap"))
@@ -158,7 +149,6 @@ def test_event_stream_events_are_read_mid_stream(ip_report: dict) -> None:
         assert times == sorted(times)
 
 
-@needs_tshark
 def test_event_stream_count_matches_the_payload_tshark_sees(captures: Path, ip_report: dict) -> None:
     payloads = tshark_lines(
         captures / IP_PCAP, "tcp.payload", "tcp.srcport == 8080 && !tcp.analysis.retransmission"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from assay.iot.capture import Analysis, analyse_capture, synth
-from assay.iot.pcap import NetworkCapture
+from assay.iot.capture import Analysis, analyse_capture
 from assay.services.base import FileRequest
+from assay.services.network_capture import NetworkCapture
+from tests.builders import captures as synth
 
 A_MAC, B_MAC = "00:24:54:30:84:79", "90:9f:33:d5:32:07"
 A, B = "192.0.2.10", "192.0.2.20"

@@ -32,14 +32,13 @@ from assay.iot.cloud import (
     load_bundle,
 )
 from assay.iot.cloud.http import Fetcher, retry_after
-from assay.iot.cloud_service import CloudAccount
 from assay.services import registry
 from assay.services.base import FileRequest
+from assay.services.cloud_account import CloudAccount
 from assay.services.identify import identify_path
+from tests.paths import CASE_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
-SCRAPE = DATA / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
-needs_case = pytest.mark.skipif(not SCRAPE.exists(), reason="DFRWS 2017 case data is not beside the repo")
+SCRAPE = CASE_DATA / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
 
 TOKEN = "st-Pat-7c1e2f9a-SECRET-4b1d"
 COOKIE = "session-id=133-SECRETSESSION-77; csrf=CSRF-SECRET-9911; at-main=Atza|SECRETATZA"
@@ -527,7 +526,6 @@ def _scrape_members() -> dict[str, bytes]:
         return {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
 
 
-@needs_case
 def test_dfrws_scrape_import_reads_every_activity_file() -> None:
     members = _scrape_members()
     activity_files = {n: d for n, d in members.items() if n.lower().endswith(".json") and d.strip()}
@@ -559,7 +557,6 @@ def test_dfrws_scrape_import_reads_every_activity_file() -> None:
     assert any(e.get("serial") == serial and e.get("seen_in") for e in analysis["inventory"])
 
 
-@needs_case
 def test_dfrws_scrape_through_the_service(tmp_path: Path) -> None:
     bundle, _ = import_alexa_scrape(SCRAPE.read_bytes())
     path = tmp_path / "bundle.json"

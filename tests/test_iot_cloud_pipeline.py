@@ -5,17 +5,16 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from assay.db.models import Result, SubmissionFile
 from assay.db.session import get_engine, session_scope
 from tests.conftest import local_settings, submit_file, work_once
+from tests.paths import CASE_DATA
 
-SCRAPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
+SCRAPE = CASE_DATA / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
 
 
-@pytest.mark.skipif(not SCRAPE.exists(), reason="the DFRWS case data sits beside the project")
 def test_the_dfrws_alexa_scrape_becomes_a_timeline_and_its_recordings_children(tmp_path: Path) -> None:
     with zipfile.ZipFile(SCRAPE) as archive:
         members = [i for i in archive.infolist() if not i.is_dir()]

@@ -13,14 +13,13 @@ import pytest
 
 from assay.iot.onhub import Limits, analyse, looks_like_onhub
 from assay.iot.onhub import textproto as tp
-from assay.iot.onhub_service import OnHubReport
 from assay.services import registry
 from assay.services.base import FileRequest, Result
 from assay.services.identify import classify
+from assay.services.onhub_report import OnHubReport
+from tests.paths import CASE_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
-REPORT = DATA / "004-Onhub-diagnostic-report"
-needs_case = pytest.mark.skipif(not REPORT.exists(), reason="DFRWS 2017 case data is not beside the repo")
+REPORT = CASE_DATA / "004-Onhub-diagnostic-report"
 
 
 # --- a tiny protobuf wire reader and writer, independent of the code under test -------------
@@ -186,7 +185,6 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Result]:
     return data, run_service(tmp_path_factory.mktemp("onhub"), data)
 
 
-@needs_case
 def test_real_report_time_and_versions_match_the_raw_wire(real: tuple[bytes, Result]) -> None:
     data, result = real
     fields = dict(wire_fields(data))
@@ -202,7 +200,6 @@ def test_real_report_time_and_versions_match_the_raw_wire(real: tuple[bytes, Res
     json.dumps(result.data)
 
 
-@needs_case
 def test_real_embedded_files_become_decompressed_children(real: tuple[bytes, Result]) -> None:
     data, result = real
     entries = [dict(wire_fields(v)) for n, v in wire_fields(data) if n == 2]
@@ -221,7 +218,6 @@ def test_real_embedded_files_become_decompressed_children(real: tuple[bytes, Res
     )
 
 
-@needs_case
 def test_real_timelines_count_the_syslog_lines(real: tuple[bytes, Result]) -> None:
     _, result = real
     texts = [e.data.decode("utf-8", "replace") for e in result.extracted if not e.name.startswith("cmd_")]
@@ -249,7 +245,6 @@ def test_real_timelines_count_the_syslog_lines(real: tuple[bytes, Result]) -> No
     assert all(e["mac"] and e["ip"] for e in acks)
 
 
-@needs_case
 def test_real_inventory_follows_the_json_state_and_station_ids(real: tuple[bytes, Result]) -> None:
     data, result = real
     fields = wire_fields(data)
@@ -273,7 +268,6 @@ def test_real_inventory_follows_the_json_state_and_station_ids(real: tuple[bytes
             assert key in item
 
 
-@needs_case
 def test_real_station_dump_gives_join_times(real: tuple[bytes, Result]) -> None:
     data, result = real
     fields = wire_fields(data)
@@ -293,7 +287,6 @@ def test_real_station_dump_gives_join_times(real: tuple[bytes, Result]) -> None:
     assert seen >= 3
 
 
-@needs_case
 def test_real_configuration_leases_arp_and_web_log(real: tuple[bytes, Result]) -> None:
     data, result = real
     fields = dict(wire_fields(data))
@@ -314,7 +307,6 @@ def test_real_configuration_leases_arp_and_web_log(real: tuple[bytes, Result]) -
     assert kek not in json.dumps([result.data, [s.as_dict() for s in result.sections]])
 
 
-@needs_case
 def test_real_identification_agrees() -> None:
     head = REPORT.read_bytes()[:4096]
     assert classify("application/octet-stream", "data", head) == "iot/onhub"

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 import assay.db.models
 import assay.intel.models
-import assay.tasks.models  # noqa: F401  (all tables registered)
+import assay.iotinsight.models  # noqa: F401  (all tables registered)
 from assay.db.base import Base
 from assay.db.session import get_engine, upgrade
 from tests.conftest import drop_pg, new_pg_url

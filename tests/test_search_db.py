@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from assay.db.base import utcnow
 from assay.db.models import Submission, SubmissionMeta
 from assay.db.session import get_engine, session_scope, upgrade
-from assay.search import submissions_query
+from assay.results.search import submissions_query
 from tests.conftest import drop_pg, new_pg_url
 
 

@@ -28,10 +28,9 @@ import zstandard
 from assay.services.base import FileRequest, Result
 from assay.services.extract import DEFAULT_PASSWORDS, Extract
 from assay.services.identify import identify_bytes
+from tests.paths import CASE_DATA
 
 SEVENZIP = shutil.which("7z")
-needs_7z = pytest.mark.skipif(SEVENZIP is None, reason="7z (p7zip-full) is not installed")
-needs_tar = pytest.mark.skipif(shutil.which("tar") is None, reason="tar is not installed")
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -175,7 +174,6 @@ def gzip_zeros(size: int, isize: int | None = None) -> bytes:
 # --- ordinary archives, byte for byte against the reference tools ---------------------------
 
 
-@needs_7z
 @pytest.mark.parametrize(
     "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
 )
@@ -190,7 +188,6 @@ def test_zip_members_are_identical_to_7z_output(tmp_path: Path, method: int) -> 
     assert tags == set(payload())
 
 
-@needs_7z
 @pytest.mark.parametrize("options", [[], ["-ms=off", "-m0=bzip2"], ["-m0=copy"]])
 def test_7z_members_are_identical_to_7z_output(tmp_path: Path, options: list[str]) -> None:
     archive = seven_a(tmp_path / "sample.7z", write_tree(tmp_path / "src", payload()), *options)
@@ -210,7 +207,6 @@ def _compress(kind: str, data: bytes) -> bytes:
     return compressors[kind](data)
 
 
-@needs_tar
 @pytest.mark.parametrize("kind", ["", "gz", "bz2", "xz", "zst"])
 def test_tar_variants_are_identical_to_tar_output(tmp_path: Path, kind: str) -> None:
     archive = tmp_path / ("sample.tar" + (f".{kind}" if kind else ""))
@@ -223,7 +219,6 @@ def test_tar_variants_are_identical_to_tar_output(tmp_path: Path, kind: str) -> 
     assert result.data["extract"]["format"] == ("tar." + kind if kind else "tar")
 
 
-@needs_7z
 @pytest.mark.parametrize(
     ("suffix", "compress"),
     [
@@ -243,15 +238,9 @@ def test_single_stream_becomes_one_child_named_without_suffix(tmp_path: Path, su
     assert result.extracted[0].description == f"extracted from {result.data['extract']['format']}"
 
 
-CASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017"
-
-
-@needs_7z
 @pytest.mark.parametrize("name", ["005-Amazon-Echo-Alexa-Web-Scrape.zip", "IoT_Net_Traffic.zip"])
 def test_real_case_zips_match_7z_output(tmp_path: Path, name: str) -> None:
     archive = CASE_DATA / name
-    if not archive.exists():
-        pytest.skip(f"case data {archive} is not present")
     result = run(archive, tmp_path / "work")
     assert children(result) == seven_x(archive, tmp_path / "ref")
     assert not result.anomalies and not result.heuristic_ids()
@@ -282,7 +271,6 @@ def test_nested_tar_gz_in_zip_is_extracted_one_level_at_a_time(tmp_path: Path) -
 # --- passwords ------------------------------------------------------------------------------
 
 
-@needs_7z
 @pytest.mark.parametrize("method", ["ZipCrypto", "AES256"])
 @pytest.mark.parametrize(("password", "given"), [("infected", ""), ("Tr0ub4dor&3", "Tr0ub4dor&3")])
 def test_encrypted_zip_opens_with_given_or_default_password(
@@ -297,7 +285,6 @@ def test_encrypted_zip_opens_with_given_or_default_password(
     assert "extract.password_unknown" not in result.heuristic_ids()
 
 
-@needs_7z
 @pytest.mark.parametrize("method", ["ZipCrypto", "AES256"])
 def test_zip_with_unknown_password_is_reported(tmp_path: Path, method: str) -> None:
     source = write_tree(tmp_path / "src", {"secret.txt": b"top secret\n" * 10})
@@ -309,7 +296,6 @@ def test_zip_with_unknown_password_is_reported(tmp_path: Path, method: str) -> N
     assert result.data["extract"]["encrypted"] is True
 
 
-@needs_7z
 @pytest.mark.parametrize("header", ["-mhe=on", "-mhe=off"])
 def test_encrypted_7z_opens_with_default_password(tmp_path: Path, header: str) -> None:
     source = write_tree(tmp_path / "src", payload())
@@ -320,7 +306,6 @@ def test_encrypted_7z_opens_with_default_password(tmp_path: Path, header: str) -
     assert "malware" in DEFAULT_PASSWORDS
 
 
-@needs_7z
 @pytest.mark.parametrize("header", ["-mhe=on", "-mhe=off"])
 def test_encrypted_7z_with_unknown_password_is_reported(tmp_path: Path, header: str) -> None:
     source = write_tree(tmp_path / "src", {"secret.txt": b"top secret\n" * 10})
@@ -476,7 +461,6 @@ def test_links_and_devices_in_tar_are_recorded_not_extracted(tmp_path: Path) -> 
     assert not any(p.is_symlink() for p in (tmp_path / "work").rglob("*"))
 
 
-@needs_7z
 def test_symlink_member_in_7z_is_recorded_not_extracted(tmp_path: Path) -> None:
     source = write_tree(tmp_path / "src", {"real.txt": b"real\n"})
     (source / "link-to-passwd").symlink_to("/etc/passwd")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assay.services import indicators as ioc
 from assay.services.base import FileRequest, Result
+from assay.services.lib import indicators as ioc
 from assay.services.strings import Strings, extract_strings, powershell_commands
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yara
 
-from assay.services import rulesets
 from assay.services.base import FileRequest, Result
-from assay.services.yara_rules import Yara, render_bytes
+from assay.services.lib import rulesets
+from assay.services.yara import Yara, render_bytes
 
 
 def scan(path: Path, **params: Any) -> Result:

@@ -12,11 +12,11 @@ from assay import __version__
 from assay.api import envelope
 from assay.api.al_v4 import auth, files, ingest, safelist, signatures, submission
 from assay.api.state import AppState
-from assay.committer import Committer
 from assay.config import Settings
 from assay.db.session import get_engine, upgrade
 from assay.filestore import FileStore
-from assay.ingest import Intake
+from assay.intake.committer import Committer
+from assay.intake.ingest import Intake
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if publish and not settings.embedded:
-            from assay.execution.publisher import Publisher
+            from assay.execution.broker import Publisher
 
             state.publisher = Publisher(settings, engine)
             state.publisher.start()
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
 
 def _optional_routers(app: FastAPI) -> None:
     """Dialects that live in their own packages join when present."""
-    for name in ("assay.api.tasks", "assay.api.intel"):
+    for name in ("assay.api.iotinsight", "assay.api.intel"):
         try:
             module = __import__(name, fromlist=["router"])
         except ModuleNotFoundError as exc:

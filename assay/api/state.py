@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from sqlalchemy import Engine
 
-from assay.committer import Committer
 from assay.config import Settings
 from assay.filestore import FileStore
-from assay.ingest import Intake
+from assay.intake.committer import Committer
+from assay.intake.ingest import Intake
 
 if TYPE_CHECKING:
-    from assay.execution.publisher import Publisher
+    from assay.execution.broker import Publisher
 
 
 @dataclass

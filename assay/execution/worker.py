@@ -11,13 +11,13 @@ import time
 
 from assay.config import Settings
 from assay.db.session import get_engine, session_scope
-from assay.dispatch import Dispatcher
+from assay.dispatch.dispatcher import Dispatcher
+from assay.dispatch.provisions import Provisions
+from assay.dispatch.sandbox import Sandbox
 from assay.execution import queue
-from assay.execution.sandbox import Sandbox
 from assay.filestore import FileStore
 from assay.intel import batches
 from assay.intel.publish import Publisher
-from assay.provisions import Provisions
 from assay.services import registry
 
 log = logging.getLogger(__name__)

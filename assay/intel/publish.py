@@ -55,7 +55,6 @@ class Rule:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rule:
-        from assay.provisions import yara_dir
 
         tag_types = tuple(settings.get_list("intel", "tag_types")) or tuple(NETWORK_TYPES)
         unknown = [t for t in tag_types if t not in NETWORK_TYPES]
@@ -66,7 +65,7 @@ class Rule:
             owner=settings.get("intel", "owner", "Assay") or "Assay",
             min_score=settings.get_int("intel", "min_score", 0),
             tag_types=tag_types,
-            yara_dir=yara_dir(settings),
+            yara_dir=settings.yara_dir,
         )
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
-from assay.services.extraction.compressed import extract_compressed
-from assay.services.extraction.limits import (
+from assay.services.lib.extraction.compressed import extract_compressed
+from assay.services.lib.extraction.limits import (
     COUNT,
     FILE_SIZE,
     RATIO,
@@ -29,10 +29,10 @@ from assay.services.extraction.limits import (
     Limits,
     MiB,
 )
-from assay.services.extraction.sevenzip import extract_7z
-from assay.services.extraction.sink import Sink
-from assay.services.extraction.tar import RECORD, extract_tar, looks_like_tar
-from assay.services.extraction.zip import extract_zip
+from assay.services.lib.extraction.sevenzip import extract_7z
+from assay.services.lib.extraction.sink import Sink
+from assay.services.lib.extraction.tar import RECORD, extract_tar, looks_like_tar
+from assay.services.lib.extraction.zip import extract_zip
 
 DEFAULT_PASSWORDS = ["infected", "password", "malware", "virus", "1234", "12345", "123456", "admin", "secret"]
 LISTING_ROWS = 200

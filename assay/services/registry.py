@@ -1,8 +1,8 @@
 """Finds every service and the heuristics catalogue they share.
 
 Services are discovered, not listed: any concrete :class:`Service` subclass with a ``name``
-in a module of ``assay.services`` or ``assay.iot`` is registered, so adding a service is
-adding one file.
+in a module of ``assay.services`` is registered, so adding a service is adding one file.
+Shared helpers live in ``assay.services.lib`` and are never searched.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import cache
 
 from assay.services.base import Heuristic, Service
 
-SERVICE_PACKAGES = ("assay.services", "assay.iot")
+SERVICE_PACKAGES = ("assay.services",)
 _SKIP_MODULES = {"base", "registry"}
 _extra_modules: list[str] = []
 
@@ -43,7 +43,7 @@ def _service_classes() -> list[type[Service]]:
         except ModuleNotFoundError:
             continue
         for info in pkgutil.iter_modules(package.__path__):
-            if info.name in _SKIP_MODULES or info.name.startswith("_"):
+            if info.ispkg or info.name in _SKIP_MODULES or info.name.startswith("_"):
                 continue
             _collect(importlib.import_module(f"{package_name}.{info.name}"), found)
     return sorted(found.values(), key=lambda cls: (cls.stage, cls.name))

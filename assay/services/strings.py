@@ -2,7 +2,7 @@
 
 Malware carries its infrastructure as plain text: command-and-control hosts, download URLs,
 drop paths, autorun registry keys, sometimes an encoded PowerShell stage. Pulling ASCII and
-UTF-16LE strings and running the shared extractors of :mod:`assay.services.indicators` over
+UTF-16LE strings and running the shared extractors of :mod:`assay.services.lib.indicators` over
 them gives the tags the threat-intel side publishes, for every file type at once.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from assay.services import indicators as ioc
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
+from assay.services.lib import indicators as ioc
 
 _SECTION_TITLES = {
     ioc.TAG_IP: "IP addresses",

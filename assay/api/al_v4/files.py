@@ -8,13 +8,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
-from assay import views
 from assay.api.auth import User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import state_of
 from assay.db import models
 from assay.db.session import session_scope
 from assay.params import Params
+from assay.results import views
 from assay.services import registry
 
 router = APIRouter()

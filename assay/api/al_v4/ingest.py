@@ -8,14 +8,15 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from assay import notify, views
+from assay import notify
 from assay.api.al_v4.upload import Upload, optional_int, read_upload
 from assay.api.auth import Submitter, User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import AppState, state_of
 from assay.db.session import reading, session_scope
-from assay.ingest import IngestOrder, Overloaded
+from assay.intake.ingest import IngestOrder, Overloaded
 from assay.params import BadParams
+from assay.results import views
 
 router = APIRouter()
 QueueName = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[\w.\-:@]+$")]

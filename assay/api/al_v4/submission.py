@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from assay import views
 from assay.api.auth import Admin, User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import state_of
 from assay.db import models
 from assay.db.session import session_scope
-from assay.search import QueryError, submissions_query
+from assay.results import views
+from assay.results.search import QueryError, submissions_query
 
 router = APIRouter()
 Sid = Annotated[str, Path(min_length=1, max_length=64)]

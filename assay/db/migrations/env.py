@@ -6,7 +6,7 @@ from alembic import context
 
 import assay.db.models
 import assay.intel.models
-import assay.tasks.models  # noqa: F401  (every table registered on Base.metadata)
+import assay.iotinsight.models  # noqa: F401  (every table registered on Base.metadata)
 from assay.db.base import Base
 
 connection = context.config.attributes.get("connection")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pyzipper
 
-from assay.services.extraction.limits import FILE_SIZE, RATIO, LimitReached
-from assay.services.extraction.names import display_name
-from assay.services.extraction.sink import Sink
+from assay.services.lib.extraction.limits import FILE_SIZE, RATIO, LimitReached
+from assay.services.lib.extraction.names import display_name
+from assay.services.lib.extraction.sink import Sink
 
 LOCAL_HEADER = 30
 UNIX_SYSTEM = 3

@@ -20,10 +20,10 @@ from typing import IO, Any
 
 import zstandard
 
-from assay.services.extraction.limits import Budget, LimitReached
-from assay.services.extraction.names import strip_suffix
-from assay.services.extraction.sink import CHUNK, Sink
-from assay.services.extraction.tar import RECORD, extract_tar, looks_like_tar
+from assay.services.lib.extraction.limits import Budget, LimitReached
+from assay.services.lib.extraction.names import strip_suffix
+from assay.services.lib.extraction.sink import CHUNK, Sink
+from assay.services.lib.extraction.tar import RECORD, extract_tar, looks_like_tar
 
 DECODE_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ValueError)
 SUFFIXES = {

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from assay import views
 from assay.api.auth import Submitter, User
 from assay.api.envelope import ApiError
 from assay.api.state import AppState, state_of
@@ -40,10 +39,11 @@ from assay.db import models
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge, Stored
 from assay.ids import new_id
-from assay.ingest import Overloaded
+from assay.intake.ingest import Overloaded
+from assay.iotinsight import accounts, cases, detect, paths
+from assay.iotinsight.models import Case, CaseTask, Task
 from assay.params import DEFAULT_CATEGORIES
-from assay.tasks import accounts, cases, detect, paths
-from assay.tasks.models import Case, CaseTask, Task
+from assay.results import views
 
 router = APIRouter(tags=["IoTInsight tasks"])
 TaskId = Annotated[str, PathParam(min_length=1, max_length=64)]

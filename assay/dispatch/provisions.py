@@ -9,7 +9,6 @@ answered from a stale cached result.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -22,23 +21,7 @@ from assay.config import Settings
 from assay.db.session import session_scope
 from assay.params import Params
 from assay.services.base import Service
-
-BUNDLED_YARA = Path(__file__).with_name("services") / "rules"
-
-
-def yara_dir(settings: Settings) -> Path:
-    configured = settings.get("signatures", "yara_dir")
-    return Path(configured) if configured else settings.storage_path / "signatures" / "yara"
-
-
-def seed_yara_dir(settings: Settings) -> Path:
-    """On first use, start the rules directory with the bundled rule sets (admins may remove them)."""
-    directory = yara_dir(settings)
-    if not directory.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        for rule_file in sorted(BUNDLED_YARA.glob("*.yar")):
-            shutil.copyfile(rule_file, directory / rule_file.name)
-    return directory
+from assay.services.lib import rulesets
 
 
 class _Stamp:
@@ -76,7 +59,7 @@ class Provisions:
         self.engine = engine
         self.max_depth = settings.get_int("limits", "max_depth", 6)
         self.network = safelist.NetworkSafelist(engine)
-        self.rules_dir = seed_yara_dir(settings)
+        self.rules_dir = rulesets.seed_directory(settings.yara_dir)
         self.rules_stamp = _Stamp(self.rules_dir)
 
     def for_service(

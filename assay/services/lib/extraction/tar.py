@@ -10,9 +10,9 @@ import lzma
 import tarfile
 import zlib
 
-from assay.services.extraction.limits import FILE_SIZE, LimitReached
-from assay.services.extraction.names import display_name
-from assay.services.extraction.sink import Readable, Sink
+from assay.services.lib.extraction.limits import FILE_SIZE, LimitReached
+from assay.services.lib.extraction.names import display_name
+from assay.services.lib.extraction.sink import Readable, Sink
 
 DECODE_ERRORS = (tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError, UnicodeError)
 RECORD = 512

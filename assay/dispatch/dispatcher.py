@@ -1,5 +1,5 @@
 """Claimed submissions through the services: identify, pick services by stage, recurse into
-children, score; then hand the batch to :mod:`assay.record` to be stored in one transaction.
+children, score; then hand the batch to :mod:`assay.dispatch.record` to be stored in one transaction.
 
 It runs the same way under the embedded workers and under Celery.
 """
@@ -21,16 +21,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assay.analysis import Analysis, ErrorRecord, FileNode, StoredResult
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import storable
 from assay.db.session import session_scope, write_isolating
-from assay.execution.sandbox import Call, Sandbox, ServiceFailure
+from assay.dispatch.analysis import Analysis, ErrorRecord, FileNode, StoredResult
+from assay.dispatch.provisions import Provisions
+from assay.dispatch.record import record, record_failure
+from assay.dispatch.sandbox import Call, Sandbox, ServiceFailure
 from assay.filestore import FileStore, FileTooLarge
 from assay.params import Params
-from assay.provisions import Provisions
-from assay.record import record, record_failure
 from assay.services import registry
 from assay.services.base import FileRequest, Result, Service, Stage
 

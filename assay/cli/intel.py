@@ -54,7 +54,7 @@ def _engine(settings: Settings) -> Any:
 
 
 def _read_json(path: str) -> Any:
-    from assay.cli import CliError
+    from assay.cli.common import CliError
 
     file = Path(path)
     if not file.is_file():
@@ -87,7 +87,7 @@ def print_result(result: Any, as_json: bool) -> int:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.cli import CliError
+    from assay.cli.common import CliError
     from assay.intel import Job
 
     document = _read_json(args.document)
@@ -112,7 +112,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.cli import CliError
+    from assay.cli.common import CliError
     from assay.intel import exchange
 
     engine = _engine(settings)
@@ -135,7 +135,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.cli import CliError
+    from assay.cli.common import CliError
     from assay.intel import exchange
 
     path = Path(args.file)

@@ -1,6 +1,6 @@
 """The YARA service: every file against the analysts' rule sets, one section per matching rule.
 
-Rules live as files in a directory (see :mod:`assay.services.rulesets`), so analysts add and
+Rules live as files in a directory (see :mod:`assay.services.lib.rulesets`), so analysts add and
 remove rule sets without restarting workers: the directory is looked at for every file and
 recompiled only when its content changed. A rule's weight is the analyst's to give through
 its meta (``score`` or ``severity``); since heuristics are the only source of scores, each
@@ -14,8 +14,8 @@ from typing import Any
 
 import yara
 
-from assay.services import rulesets
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
+from assay.services.lib import rulesets
 
 _BAND_TEXT = {
     "info": "informational",

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from assay.cli import CliError, wait_for, walk
+from assay.cli.common import CliError, wait_for, walk
 from assay.config import Settings
 
 log = logging.getLogger("assay")
@@ -185,10 +185,9 @@ def cmd_safelist(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_yara(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.provisions import seed_yara_dir
-    from assay.services import rulesets
+    from assay.services.lib import rulesets
 
-    directory = seed_yara_dir(settings)
+    directory = rulesets.seed_directory(settings.yara_dir)
     try:
         if args.action == "add":
             path = Path(args.file)
@@ -223,7 +222,7 @@ class LocalBackend:
         from assay import users
         from assay.db.session import configure, get_engine, session_scope, upgrade
         from assay.filestore import FileStore
-        from assay.ingest import Intake
+        from assay.intake.ingest import Intake
 
         configure(settings)
         upgrade(get_engine(settings.database_url))
@@ -250,7 +249,7 @@ class LocalBackend:
         return stored
 
     def ingest(self, path: Path, nq: str | None, metadata: dict[str, Any], params: dict[str, Any]) -> str:
-        from assay.ingest import IngestOrder
+        from assay.intake.ingest import IngestOrder
 
         order = IngestOrder(self.user, self._store(path), path.name, metadata, params, nq)
         with self.sessions() as session:
@@ -263,7 +262,7 @@ class LocalBackend:
             return notify.pop(session.connection(), self.user, nq, 1000)
 
     def submit(self, path: Path, params: dict[str, Any]) -> dict[str, Any]:
-        from assay import views
+        from assay.results import views
 
         with self.sessions() as session:
             submission = self.intake.submit(session, self.user, self._store(path), path.name, {}, params)
@@ -271,8 +270,8 @@ class LocalBackend:
             return views.submission(session, submission)
 
     def submission(self, sid: str) -> dict[str, Any]:
-        from assay import views
         from assay.db.models import Submission
+        from assay.results import views
 
         with self.sessions() as session:
             found = session.get(Submission, sid)

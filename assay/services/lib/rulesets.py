@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -30,6 +31,15 @@ from typing import Any
 import yara
 
 BUNDLED_RULES_DIR = Path(__file__).resolve().parent / "rules"
+
+
+def seed_directory(directory: Path) -> Path:
+    """On first use, start a rules directory with the bundled rule sets (admins may remove them)."""
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        for rule_file in sorted(BUNDLED_RULES_DIR.glob("*.yar")):
+            shutil.copyfile(rule_file, directory / rule_file.name)
+    return directory
 RULE_SUFFIXES = (".yar", ".yara")
 MAX_RULE_FILE_BYTES = 8 << 20
 MAX_CACHED_RULE_SETS = 8

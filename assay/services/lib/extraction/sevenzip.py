@@ -21,9 +21,9 @@ from py7zr.exceptions import ArchiveError, DecompressionBombError, PasswordRequi
 from py7zr.io import Py7zIO, WriterFactory
 from py7zr.py7zr import ArchiveFile
 
-from assay.services.extraction.limits import COUNT, TOTAL_SIZE, Extraction, LimitReached
-from assay.services.extraction.names import display_name
-from assay.services.extraction.sink import ChildFile, Sink
+from assay.services.lib.extraction.limits import COUNT, TOTAL_SIZE, Extraction, LimitReached
+from assay.services.lib.extraction.names import display_name
+from assay.services.lib.extraction.sink import ChildFile, Sink
 
 DECODE_ERRORS = (
     ArchiveError,

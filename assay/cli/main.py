@@ -12,22 +12,17 @@ import importlib
 import logging
 import os
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from assay.cli.common import CliError
 from assay.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("assay")
 
 # Modules that add sub-commands: each has ``register(subparsers, common, client)`` and sets
 # ``handler=`` on its parsers (a function of (args, settings) returning the exit code).
-EXTENSIONS: tuple[str, ...] = ("assay.intel.cli",)
-
-
-class CliError(Exception):
-    """A failure to report in one line, with exit code 2."""
+EXTENSIONS: tuple[str, ...] = ("assay.cli.intel",)
 
 
 def _bounded(low: int, high: int | None = None) -> Any:
@@ -165,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     handler = getattr(args, "handler", None)
     if handler is None:
-        from assay import commands
+        from assay.cli import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
     try:
@@ -180,33 +175,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"assay: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-def walk(paths: Sequence[str]) -> Iterator[Path]:
-    """Every regular file under ``paths``, links not followed, in a stable order."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_symlink():
-            continue
-        if path.is_file():
-            yield path
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path, followlinks=False):
-                dirs.sort()
-                for name in sorted(files):
-                    candidate = Path(root) / name
-                    if candidate.is_file() and not candidate.is_symlink():
-                        yield candidate
-        else:
-            raise CliError(f"{raw}: no such file or directory")
-
-
-def wait_for(check: Any, timeout: float | None, poll: float = 0.2) -> Any:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if deadline is not None and time.monotonic() > deadline:
-            return None
-        time.sleep(poll)

@@ -1,6 +1,6 @@
 """IoTInsight tasks on Assay's pipeline: a task is a submission, plus what IoTInsight adds around it.
 
-The HTTP side lives in :mod:`assay.api.tasks`; this package holds the parts that do not need a
+The HTTP side lives in :mod:`assay.api.iotinsight`; this package holds the parts that do not need a
 request: type detection by content (:mod:`.detect`), the allowed-roots checks for server paths
 (:mod:`.paths`), account collection run outside the request (:mod:`.accounts`), the merge of a
 case's inventories and timelines (:mod:`.cases`) and the tables (:mod:`.models`).

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from assay.db.session import session_scope, write_isolating
-from assay.ingest import IngestOrder, Intake, Overloaded
+from assay.intake.ingest import IngestOrder, Intake, Overloaded
 
 log = logging.getLogger(__name__)
 

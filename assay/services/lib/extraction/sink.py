@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from assay.services.base import ExtractedFile
-from assay.services.extraction.limits import ARCHIVE_WIDE, Budget, Extraction, LimitReached
-from assay.services.extraction.names import display_name, safe_relpath, unsafe_reason
+from assay.services.lib.extraction.limits import ARCHIVE_WIDE, Budget, Extraction, LimitReached
+from assay.services.lib.extraction.names import display_name, safe_relpath, unsafe_reason
 
 CHUNK = 1 << 20
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
+from assay.iotinsight.models import Task
 from assay.params import DEFAULT_CATEGORIES
-from assay.tasks.models import Task
 
 if TYPE_CHECKING:
     from assay.api.state import AppState

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
-from assay.analysis import Analysis
 from assay.db import bulk, models
 from assay.db.base import storable, utcnow
 from assay.db.upsert import dialect_insert, insert_ignore
+from assay.dispatch.analysis import Analysis
 
 log = logging.getLogger(__name__)
 

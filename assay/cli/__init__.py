@@ -1,0 +1,1 @@
+"""The ``assay`` command: argument parsing in :mod:`main`, each sub-command's work in its own module."""
