@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import ipaddress
 import re
 import threading
@@ -169,10 +168,6 @@ def _hash_columns(header: list[str]) -> dict[int, str]:
 def _is_hash(value: str) -> bool:
     value = value.strip()
     return len(value) in HASH_KINDS and bool(_HEX.fullmatch(value))
-
-
-def read_csv_bytes(data: bytes) -> TextIO:
-    return io.StringIO(data.decode("utf-8", "replace"))
 
 
 def match_file(session: Session, hashes: dict[str, str]) -> dict[str, str] | None:

@@ -203,6 +203,13 @@ class FileRequest:
         with self.path.open("rb") as handle:
             return handle.read() if limit is None else handle.read(limit)
 
+    def read_capped(self, limit: int, result: Result) -> bytes:
+        """At most ``limit`` bytes; a longer file is noted on ``result`` as ``file_truncated_to_limit``."""
+        data = self.read(limit)
+        if self.size > len(data):
+            result.anomalies.append("file_truncated_to_limit")
+        return data
+
 
 class Service:
     """Base class of every analysis service; subclasses set the class attributes and ``execute``.

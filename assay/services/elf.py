@@ -14,7 +14,7 @@ from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
-from assay.services.pe import shannon_entropy
+from assay.services.lib.entropy import shannon
 
 _UPX_MARKERS = (b"UPX!", b"$Info: This file is packed with the UPX")
 
@@ -149,7 +149,7 @@ class ELF(Service):
             }
             if sec["sh_type"] != "SHT_NOBITS" and sec["sh_size"]:
                 stream.seek(sec["sh_offset"])
-                row["entropy"] = round(shannon_entropy(stream.read(min(sec["sh_size"], int(opts["entropy_bytes"])))), 3)
+                row["entropy"] = round(shannon(stream.read(min(sec["sh_size"], int(opts["entropy_bytes"])))), 3)
             rows.append(row)
             names.add(sec.name)
             if sec.name:

@@ -16,7 +16,8 @@ import zipfile
 from typing import Any
 
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
-from assay.services.script import file_kind, tag_urls
+from assay.services.lib.filekind import file_kind
+from assay.services.lib.urls import tag_urls
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _REL_START_RE = re.compile(rb"(?:\w+:)?Relationship\b", re.I)
@@ -163,10 +164,8 @@ class Office(Service):
 
     def execute(self, request: FileRequest) -> Result:
         opts = self.options(request.params)
-        data = request.read(int(opts["max_file_size"]))
         result = Result()
-        if request.size > len(data):
-            result.anomalies.append("file_truncated_to_limit")
+        data = request.read_capped(int(opts["max_file_size"]), result)
         container = _container(data)
         result.file_info["office"] = {"container": container}
         state: dict[str, Any] = {"errors": {}}

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
-from assay.services.script import file_kind, find_urls, tag_urls
+from assay.services.lib.filekind import file_kind
+from assay.services.lib.urls import find_urls, tag_urls
 
 _OBJ_RE = re.compile(rb"(\d{1,10})\s+(\d{1,5})\s+obj\b")
 _STREAM_RE = re.compile(rb"stream\r?\n")
@@ -121,10 +122,8 @@ class PDF(Service):
 
     def execute(self, request: FileRequest) -> Result:
         opts = self.options(request.params)
-        data = request.read(int(opts["max_file_size"]))
         result = Result()
-        if request.size > len(data):
-            result.anomalies.append("file_truncated_to_limit")
+        data = request.read_capped(int(opts["max_file_size"]), result)
         problems = self._structure(data)
         objects, obfuscated = self._objects(data, opts, result, problems)
         state: dict[str, Any] = {"objects": {o.number: o for o in objects}}

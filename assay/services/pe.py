@@ -9,15 +9,14 @@ Malformed files are normal input: whatever pefile can still read is reported, pl
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pefile
 
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
+from assay.services.lib.entropy import shannon
 
 _DIR = pefile.DIRECTORY_ENTRY
 _PARSED_DIRECTORIES = [
@@ -160,14 +159,6 @@ _SUSPICIOUS_APIS: dict[str, tuple[str, int, frozenset[str]]] = {
 }
 
 
-def shannon_entropy(data: bytes) -> float:
-    """Bits per byte of ``data`` (0.0 for empty data)."""
-    if not data:
-        return 0.0
-    total = len(data)
-    return -sum(n / total * math.log2(n / total) for n in Counter(data).values())
-
-
 def _text(raw: bytes) -> str:
     return raw.rstrip(b"\x00").decode("latin-1")
 
@@ -261,9 +252,7 @@ class PE(Service):
     def execute(self, request: FileRequest) -> Result:
         opts = self.options(request.params)
         result = Result()
-        data = request.read(int(opts["max_file_size"]))
-        if request.size > len(data):
-            result.anomalies.append("file_truncated_to_limit")
+        data = request.read_capped(int(opts["max_file_size"]), result)
         try:
             pe = pefile.PE(data=data, fast_load=True)
         except Exception as exc:  # pefile raises many kinds on hostile headers
@@ -376,7 +365,7 @@ class PE(Service):
                 "virtual_address": hex(sec.VirtualAddress),
                 "virtual_size": sec.Misc_VirtualSize,
                 "raw_size": sec.SizeOfRawData,
-                "entropy": round(shannon_entropy(raw), 3),
+                "entropy": round(shannon(raw), 3),
                 "flags": "".join(
                     f
                     for f, bit in (("R", 0x40000000), ("W", _SCN_WRITE), ("X", _SCN_EXECUTE))
@@ -573,7 +562,7 @@ class PE(Service):
             {
                 "offset": start,
                 "size": size,
-                "entropy": round(shannon_entropy(data[start : start + (1 << 20)]), 3),
+                "entropy": round(shannon(data[start : start + (1 << 20)]), 3),
             },
             "kv",
         )

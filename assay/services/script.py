@@ -14,12 +14,11 @@ import binascii
 import itertools
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
-from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
+from assay.services.base import FileRequest, Heuristic, Result, Service, Stage
+from assay.services.lib.filekind import file_kind
+from assay.services.lib.urls import find_urls, tag_urls
 
-URL_RE = re.compile(rb"(?:https?|ftp)://[^\s\"'<>()\\`^{}|\x00-\x1f\x7f]{3,2000}", re.I)
-_IP_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _B64_RE = re.compile(r"[A-Za-z0-9+/]{%d,}={0,2}")
 _PS_ENC_RE = re.compile(
     r"(?i)\s-e(?:n(?:c(?:o(?:d(?:e(?:d(?:c(?:o(?:m(?:m(?:a(?:n(?:d)?)?)?)?)?)?)?)?)?)?)?)?)?"
@@ -30,17 +29,6 @@ _CHARCODE_RE = re.compile(
 )
 _CONCAT_RE = re.compile(r"[\"']\s*[+&]\s*[\"']")
 _DATA_URI_RE = re.compile(r"data:[\w/+.-]{1,100};base64,([A-Za-z0-9+/=\s]{64,})", re.I)
-_FILE_MAGIC = {
-    b"MZ": "exe",
-    b"\x7fELF": "elf",
-    b"PK\x03\x04": "zip",
-    b"%PDF": "pdf",
-    b"\xd0\xcf\x11\xe0": "ole",
-    b"\x1f\x8b": "gz",
-    b"Rar!": "rar",
-    b"7z\xbc\xaf": "7z",
-    b"{\\rt": "rtf",
-}
 _JS_DYNAMIC = (
     "eval(",
     "unescape(",
@@ -91,39 +79,6 @@ _PASSWORD_RE = re.compile(r"type\s*=\s*[\"']?password", re.I)
 _FORM_SPAN = 65536  # how far after <form> its inputs are looked for
 _ACTION_RE = re.compile(r"""action\s*=\s*["']?(https?://[^"'\s>]+)""", re.I)
 _SCRIPT_RE = re.compile(r"<script\b([^>]{0,2048})>", re.I)
-
-
-def find_urls(data: bytes, limit: int) -> list[str]:
-    """Distinct URLs in ``data``, in order of appearance, at most ``limit``."""
-    found: dict[str, None] = {}
-    for match in URL_RE.finditer(data):
-        url = match.group().decode("latin-1").rstrip(".,;:'\"")
-        found.setdefault(url)
-        if len(found) >= limit:
-            break
-    return list(found)
-
-
-def tag_urls(section: Section, urls: list[str]) -> None:
-    """Tag each URL with ``network.static.uri`` and its host as a domain or IP."""
-    for url in urls:
-        section.add_tag("network.static.uri", url)
-        try:
-            host = urlsplit(url).hostname or ""
-        except ValueError:
-            continue
-        if _IP_RE.match(host):
-            section.add_tag("network.static.ip", host)
-        elif "." in host:
-            section.add_tag("network.static.domain", host)
-
-
-def file_kind(blob: bytes) -> str | None:
-    """A short extension when ``blob`` starts like a known file format."""
-    for magic, kind in _FILE_MAGIC.items():
-        if blob.startswith(magic):
-            return kind
-    return None
 
 
 def decode_text(raw: bytes) -> str:
@@ -229,10 +184,8 @@ class Script(Service):
 
     def execute(self, request: FileRequest) -> Result:
         opts = self.options(request.params)
-        raw = request.read(int(opts["max_file_size"]))
         result = Result()
-        if request.size > len(raw):
-            result.anomalies.append("file_truncated_to_limit")
+        raw = request.read_capped(int(opts["max_file_size"]), result)
         text = decode_text(raw)
         lower = text.lower()
         state: dict[str, Any] = {}
