@@ -25,7 +25,7 @@ from pathlib import Path
 
 from assay.iot.capture import analyse_capture
 from assay.iot.capture.reader import CaptureReader
-from tests.builders import captures as synth
+from tests.builders import captures
 
 DFRWS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "IoT_Net_Traffic.zip"
 TSHARK_FIELDS = (
@@ -49,32 +49,32 @@ def dfrws_frames(workdir: Path) -> list[bytes]:
 
 
 def _frame(src: tuple[str, str], dst: tuple[str, str], proto: int, segment: bytes) -> bytes:
-    return synth.ethernet(src[0], dst[0], synth.ip_packet(src[1], dst[1], proto, segment))
+    return captures.ethernet(src[0], dst[0], captures.ip_packet(src[1], dst[1], proto, segment))
 
 
 def generated_frames() -> list[bytes]:
     """One small conversation of each protocol the analyser parses."""
     c, s = CLIENT, SERVER
-    hello = synth.tls_client_hello("device.example.net", ["h2"], [4865, 49195], [29, 23], [0])
-    request = synth.http_request("GET", "api.example.net", "/v1/status")
-    response = synth.http_response(b'{"ok":true}', "application/json")
-    connect = synth.mqtt_connect("sensor-1")
-    publish = synth.mqtt_publish("home/kitchen/temp", b"21.5")
+    hello = captures.tls_client_hello("device.example.net", ["h2"], [4865, 49195], [29, 23], [0])
+    request = captures.http_request("GET", "api.example.net", "/v1/status")
+    response = captures.http_response(b'{"ok":true}', "application/json")
+    connect = captures.mqtt_connect("sensor-1")
+    publish = captures.mqtt_publish("home/kitchen/temp", b"21.5")
     return [
-        _frame(c, s, 17, synth.udp(40000, 53, synth.dns_query("api.example.net"))),
-        _frame(s, c, 17, synth.udp(53, 40000, synth.dns_answer("api.example.net", "10.0.0.1"))),
-        _frame(c, s, 6, synth.tcp(40001, 80, 1000, request)),
-        _frame(s, c, 6, synth.tcp(80, 40001, 5000, response)),
-        _frame(c, s, 6, synth.tcp(40002, 443, 2000, hello)),
-        _frame(c, s, 6, synth.tcp(40003, 1883, 3000, connect)),
-        _frame(c, s, 6, synth.tcp(40003, 1883, 3000 + len(connect), publish)),
+        _frame(c, s, 17, captures.udp(40000, 53, captures.dns_query("api.example.net"))),
+        _frame(s, c, 17, captures.udp(53, 40000, captures.dns_answer("api.example.net", "10.0.0.1"))),
+        _frame(c, s, 6, captures.tcp(40001, 80, 1000, request)),
+        _frame(s, c, 6, captures.tcp(80, 40001, 5000, response)),
+        _frame(c, s, 6, captures.tcp(40002, 443, 2000, hello)),
+        _frame(c, s, 6, captures.tcp(40003, 1883, 3000, connect)),
+        _frame(c, s, 6, captures.tcp(40003, 1883, 3000 + len(connect), publish)),
         _frame(c, ("ff:ff:ff:ff:ff:ff", "255.255.255.255"), 17,
-               synth.udp(68, 67, synth.dhcp_request(c[0], "thermostat", "udhcp 1.30", [1, 3, 6, 15]))),
+               captures.udp(68, 67, captures.dhcp_request(c[0], "thermostat", "udhcp 1.30", [1, 3, 6, 15]))),
         _frame(c, ("01:00:5e:7f:ff:fa", "239.255.255.250"), 17,
-               synth.udp(1900, 1900, synth.ssdp_notify("http://10.0.0.2/d.xml", "uuid:1", "Linux UPnP/1.0"))),
+               captures.udp(1900, 1900, captures.ssdp_notify("http://10.0.0.2/d.xml", "uuid:1", "Linux UPnP/1.0"))),
         _frame(c, ("01:00:5e:00:00:fb", "224.0.0.251"), 17,
-               synth.udp(5353, 5353, synth.mdns_announce("cam", c[1], "_http._tcp.local"))),
-        _frame(c, s, 17, synth.udp(5683, 5683, synth.coap_message(0, 2, 7, b"\x01", "/3/0/1", 0, b"x"))),
+               captures.udp(5353, 5353, captures.mdns_announce("cam", c[1], "_http._tcp.local"))),
+        _frame(c, s, 17, captures.udp(5683, 5683, captures.coap_message(0, 2, 7, b"\x01", "/3/0/1", 0, b"x"))),
     ]
 
 
@@ -82,7 +82,7 @@ def build_capture(path: Path, count: int, workdir: Path) -> int:
     templates = dfrws_frames(workdir) + generated_frames() * 50
     frames = zip(range(count), itertools.cycle(templates))
     packets = ((1_500_000_000 + i * 0.001, frame) for i, frame in frames)
-    synth.write_pcap(path, packets)
+    captures.write_pcap(path, packets)
     return len(templates)
 
 
