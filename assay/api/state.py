@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from assay.intake.ingest import Intake
 
 if TYPE_CHECKING:
     from assay.execution.broker import Publisher
+    from assay.iotinsight.accounts import AccountRunner
 
 
 @dataclass
@@ -26,10 +28,34 @@ class AppState:
     committer: Committer
     publisher: Publisher | None = None
     sessions: dict[str, tuple[object, float]] = field(default_factory=dict)
+    _accounts: AccountRunner | None = field(default=None, init=False, repr=False)
+    _accounts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def work_added(self) -> None:
         if self.publisher is not None:
             self.publisher.wake()
+
+    def accounts(self) -> AccountRunner:
+        """The pool that collects cloud accounts, made by the first account task.
+
+        Most servers never collect an account, so they never read its settings; the IoTInsight
+        dialect stays an optional package.
+        """
+        with self._accounts_lock:
+            if self._accounts is None:
+                self._accounts = self._new_account_runner()
+            return self._accounts
+
+    def _new_account_runner(self) -> AccountRunner:
+        from assay.iotinsight.accounts import AccountRunner
+        from assay.iotinsight.pipeline import Pipeline
+
+        return AccountRunner(
+            Pipeline(self.engine, self.settings, self.store, self.intake),
+            on_work=self.work_added,
+            workers=self.settings.get_int("tasks", "account_workers", 4),
+            max_waiting=self.settings.get_int("tasks", "account_max_waiting", 64),
+        )
 
 
 def state_of(request: Request) -> AppState:

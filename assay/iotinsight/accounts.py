@@ -1,10 +1,10 @@
 """Collecting a cloud account (SmartThings, Alexa) outside the request, credentials in memory only.
 
-The request makes a ``tasks`` row and returns its id at once; a bounded pool of threads in the
-API process does the collection. The credentials travel only inside the :class:`Credentials`
-object handed to that thread: they are never written to the database, the file store, the
-submission's metadata or a log line, and a collector's error message is scrubbed of them
-before it is kept. The collected bundle becomes an ordinary file submission whose ``sid`` is
+:meth:`AccountRunner.open` makes a ``tasks`` row and returns its id at once; a bounded pool of
+threads in the API process does the collection. The credentials travel only inside the
+:class:`Credentials` object handed to that thread: they are never written to the database, the
+file store, the submission's metadata or a log line, and a collector's error message is scrubbed
+of them before it is kept. The collected bundle becomes an ordinary file submission whose ``sid`` is
 written onto the task. The collectors themselves live in :mod:`assay.iot.cloud` and are
 imported only when a collection runs.
 """
@@ -18,18 +18,14 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
+from assay.iotinsight import tasks
 from assay.iotinsight.models import Task
-from assay.params import DEFAULT_CATEGORIES
-
-if TYPE_CHECKING:
-    from assay.api.state import AppState
+from assay.iotinsight.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 COLLECTORS = "assay.iot.cloud"
@@ -139,16 +135,37 @@ def collect(creds: Credentials, base_url: str) -> bytes:
 
 
 class AccountRunner:
-    """A bounded pool that runs collections and turns their bundles into submissions."""
+    """A bounded pool that runs collections and turns their bundles into submissions.
 
-    def __init__(self, state: AppState, workers: int = 4, max_waiting: int = 64) -> None:
-        self.state = state
+    ``on_work`` is called once a bundle's submission is written, to wake whatever runs submissions.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, on_work: Callable[[], None], workers: int = 4, max_waiting: int = 64
+    ) -> None:
+        self.pipeline = pipeline
+        self.on_work = on_work
         self.max_waiting = max_waiting
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="assay-account")
         self._lock = threading.Lock()
         self._outstanding = 0
 
-    def start(self, task_id: str, creds: Credentials, base_url: str) -> None:
+    def open(self, user: str, creds: Credentials) -> str:
+        """A new account task's id; its collection runs in the pool (raises :class:`Busy`).
+
+        The row comes first because the collecting thread writes to it; a collection the pool
+        refuses takes its row away again, so no caller waits on a task that will never run.
+        """
+        base_url = self.pipeline.settings.get("tasks", f"{creds.service}_base_url")
+        task_id = tasks.open_account_task(self.pipeline.engine, user, creds.service)
+        try:
+            self._start(task_id, creds, base_url)
+        except Busy:
+            tasks.forget_task(self.pipeline.engine, task_id)
+            raise
+        return task_id
+
+    def _start(self, task_id: str, creds: Credentials, base_url: str) -> None:
         with self._lock:
             if self._outstanding >= self.max_waiting:
                 raise Busy(f"{self._outstanding} account collections are waiting; try again later")
@@ -184,38 +201,26 @@ class AccountRunner:
         return data
 
     def _submit(self, task_id: str, creds: Credentials, data: bytes) -> None:
-        state = self.state
+        pipeline = self.pipeline
         try:
-            stored = state.store.put_bytes(data, state.settings.get_int("limits", "max_file_size", 100 << 20))
+            stored = pipeline.store.put_bytes(data, pipeline.max_file_size)
         except FileTooLarge as exc:
             self._set(task_id, state="failure", error=str(exc))
             return
         meta = {"iotinsight.filetype": "account", "iotinsight.service": creds.service}
-        params = {
-            "services": {"selected": list(DEFAULT_CATEGORIES)},
-            "description": f"IoTInsight {creds.service} account task",
-        }
-        with session_scope(state.engine) as session:
+        name, description = f"{creds.service}-account.json", f"IoTInsight {creds.service} account task"
+        with session_scope(pipeline.engine) as session:
             task = session.get(Task, task_id)
             if task is None:
                 return
-            submission = state.intake.submit(
-                session, task.user, stored, f"{creds.service}-account.json", meta, params
-            )
+            submission = tasks.submit(session, pipeline, task.user, stored, name, meta, description)
             task.sid = submission.sid
             task.state = "success"
-        state.work_added()
+        self.on_work()
 
     def _set(self, task_id: str, **values: Any) -> None:
-        with session_scope(self.state.engine) as session:
+        with session_scope(self.pipeline.engine) as session:
             task = session.get(Task, task_id)
             if task is not None:
                 for key, value in values.items():
                     setattr(task, key, value)
-
-
-def interrupted(task: Task, timeout_seconds: int) -> bool:
-    """An unfinished collection older than the timeout: its thread died with a previous process."""
-    return task.sid is None and task.state in ("pending", "processing") and (
-        utcnow() - task.created > timedelta(seconds=timeout_seconds)
-    )

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from assay import notify
-from assay.api.al_v4.upload import Upload, optional_int, read_upload
+from assay.api.al_v4.upload import SubmitRequest, read_ingest_request, read_submit_request
 from assay.api.auth import Submitter, User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import AppState, state_of
@@ -22,40 +22,12 @@ router = APIRouter()
 QueueName = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[\w.\-:@]+$")]
 
 
-def _queue_name(body: dict[str, Any]) -> str | None:
-    queue = body.get("notification_queue")
-    if queue in (None, ""):
-        return None
-    if not isinstance(queue, str) or len(queue) > 256:
-        raise ApiError(400, "notification_queue must be a string of at most 256 characters")
-    return queue
-
-
-def _order(user: str, upload: Upload) -> IngestOrder:
-    body = upload.body
-    params = body.get("params") or {}
-    if not isinstance(params, dict):
-        raise ApiError(400, "params must be a JSON object")
-    return IngestOrder(
-        user=user,
-        stored=upload.stored,
-        name=upload.name,
-        metadata=body.get("metadata"),
-        params=params,
-        queue=_queue_name(body),
-        threshold=optional_int(body, "notification_threshold"),
-        generate_alert=bool(body.get("generate_alert", False)),
-        ingest_type=str(params.get("type") or body.get("type") or "AL_CLIENT")[:64],
-    )
-
-
 @router.post("/api/v4/ingest/", summary="Ingest a file; the result arrives on the notification queue")
 async def ingest(request: Request, user: Submitter) -> JSONResponse:
     state = state_of(request)
     with state.committer.expecting():
-        upload = await read_upload(request, state)
-        order = _order(user.name, upload)
-    ingest_id = await _ingest(state, order)
+        ingest_request = await read_ingest_request(request, state)
+    ingest_id = await _ingest(state, ingest_request.order(user.name))
     state.work_added()
     return ok({"ingest_id": ingest_id})
 
@@ -97,22 +69,16 @@ def _pop(state: AppState, user: str, queue: str, count: int) -> list[dict[str, A
 @router.post("/api/v4/submit/", summary="Submit a file for analysis; returns the saved submission")
 async def submit(request: Request, user: Submitter) -> JSONResponse:
     state = state_of(request)
-    upload = await read_upload(request, state)
-    body = upload.body
-    if body.get("params") is not None and not isinstance(body.get("params"), dict):
-        raise ApiError(400, "params must be a JSON object")
-    record = await run_in_threadpool(_submit, state, user.name, upload)
+    submit_request = await read_submit_request(request, state)
+    record = await run_in_threadpool(_submit, state, user.name, submit_request)
     state.work_added()
     return ok(record)
 
 
-def _submit(state: AppState, user: str, upload: Upload) -> dict[str, Any]:
-    body = upload.body
+def _submit(state: AppState, user: str, wanted: SubmitRequest) -> dict[str, Any]:
     try:
         with session_scope(state.engine) as session:
-            submission = state.intake.submit(
-                session, user, upload.stored, upload.name, body.get("metadata"), body.get("params")
-            )
+            submission = state.intake.submit(session, user, wanted.stored, wanted.name, wanted.metadata, wanted.params)
             session.flush()
             return views.submission(session, submission)
     except BadParams as exc:

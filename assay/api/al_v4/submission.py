@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from assay.api.auth import Admin, User
@@ -17,6 +17,7 @@ from assay.api.envelope import ApiError, ok
 from assay.api.state import state_of
 from assay.db import models
 from assay.db.session import session_scope
+from assay.intake import deletion
 from assay.results import views
 from assay.results.search import QueryError, submissions_query
 
@@ -26,10 +27,14 @@ Sha256 = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{64}$")]
 MAX_ROWS = 10_000
 
 
+def _missing(sid: str) -> ApiError:
+    return ApiError(404, f"Submission ID {sid} does not exists.")
+
+
 def _get(session: Session, sid: str) -> models.Submission:
     submission = session.get(models.Submission, sid)
     if submission is None:
-        raise ApiError(404, f"Submission ID {sid} does not exists.")
+        raise _missing(sid)
     return submission
 
 
@@ -76,15 +81,8 @@ def get_file(sid: Sid, sha256: Sha256, request: Request, user: User) -> JSONResp
 @router.delete("/api/v4/submission/{sid}/", summary="Delete a submission (results of shared files stay)")
 def delete_submission(sid: Sid, request: Request, user: Admin) -> JSONResponse:
     with session_scope(state_of(request).engine) as session:
-        _get(session, sid)
-        for table in (
-            models.SubmissionMeta,
-            models.SubmissionFile,
-            models.SubmissionResult,
-            models.ServiceError,
-        ):
-            session.execute(delete(table).where(table.sid == sid))
-        session.execute(delete(models.Submission).where(models.Submission.sid == sid))
+        if not deletion.delete_submission(session, sid):
+            raise _missing(sid)
     return ok({"success": True})
 
 

@@ -1,7 +1,9 @@
-"""Reading a file and its JSON description from an ingest or submit request.
+"""Reading an ingest or submit request: the file stored, its JSON description read into fields.
 
 Two encodings, as the client sends them: multipart (part ``json`` + part ``bin``) or a JSON
 body naming the file another way (``sha256`` of a stored file, ``plaintext``, ``base64``).
+Either way the route gets one typed object (:class:`IngestRequest`, :class:`SubmitRequest`)
+and never sees the raw description.
 """
 
 from __future__ import annotations
@@ -22,20 +24,88 @@ from assay import fastjson
 from assay.api.envelope import ApiError
 from assay.api.state import AppState
 from assay.filestore import FileTooLarge, Stored
+from assay.intake.ingest import IngestOrder
 
 MAX_JSON = 4 << 20
 SMALL_BODY = 1 << 20  # read whole and parsed in place; larger bodies are streamed to disk
 MAX_PARTS = 8
 
 
-@dataclass
-class Upload:
+@dataclass(frozen=True)
+class IngestRequest:
+    """An ingest as the client described it, and which notification queue hears of its outcome."""
+
+    stored: Stored
+    name: str
+    metadata: Any
+    params: dict[str, Any]
+    notification_queue: str | None
+    notification_threshold: int | None
+    generate_alert: bool
+    ingest_type: str
+
+    def order(self, user: str) -> IngestOrder:
+        return IngestOrder(
+            user=user,
+            stored=self.stored,
+            name=self.name,
+            metadata=self.metadata,
+            params=self.params,
+            queue=self.notification_queue,
+            threshold=self.notification_threshold,
+            generate_alert=self.generate_alert,
+            ingest_type=self.ingest_type,
+        )
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """A direct submission as the client described it: the stored file, its name, metadata and params."""
+
+    stored: Stored
+    name: str
+    metadata: Any
+    params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """The stored file and its description before the fields are read (the name is checked already)."""
+
     body: dict[str, Any]
     stored: Stored
     name: str
 
 
-async def read_upload(request: Request, state: AppState) -> Upload:
+async def read_ingest_request(request: Request, state: AppState) -> IngestRequest:
+    """Everything an ingest says, checked in one pass; the route uses nothing else of the request."""
+    upload = await _read_upload(request, state)
+    body = upload.body
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "params must be a JSON object")
+    return IngestRequest(
+        stored=upload.stored,
+        name=upload.name,
+        metadata=body.get("metadata"),
+        params=params,
+        notification_queue=_queue_name(body),
+        notification_threshold=_optional_int(body, "notification_threshold"),
+        generate_alert=bool(body.get("generate_alert", False)),
+        ingest_type=str(params.get("type") or body.get("type") or "AL_CLIENT")[:64],
+    )
+
+
+async def read_submit_request(request: Request, state: AppState) -> SubmitRequest:
+    """As for an ingest, without notification fields; absent ``params`` are the intake's to default."""
+    upload = await _read_upload(request, state)
+    params = upload.body.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise ApiError(400, "params must be a JSON object")
+    return SubmitRequest(upload.stored, upload.name, upload.body.get("metadata"), params)
+
+
+async def _read_upload(request: Request, state: AppState) -> _Upload:
     limit = state.settings.get_int("limits", "max_file_size", 100 << 20)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MAX_JSON:
@@ -46,7 +116,7 @@ async def read_upload(request: Request, state: AppState) -> Upload:
     return await _json_body(request, state, limit)
 
 
-async def _multipart(request: Request, state: AppState, limit: int) -> Upload:
+async def _multipart(request: Request, state: AppState, limit: int) -> _Upload:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) <= SMALL_BODY:
         return await _small_multipart(request, state, limit)
@@ -63,10 +133,10 @@ async def _multipart(request: Request, state: AppState, limit: int) -> Upload:
         name = _name(body, upload.filename or stored.sha256)
     finally:
         await form.close()
-    return Upload(body, stored, name)
+    return _Upload(body, stored, name)
 
 
-async def _small_multipart(request: Request, state: AppState, limit: int) -> Upload:
+async def _small_multipart(request: Request, state: AppState, limit: int) -> _Upload:
     """A body that fits in memory (what sensors send almost always): split in place and stored
     on the event loop, without spooling the file part or hopping to a thread."""
     raw = await _read_capped(request, SMALL_BODY)
@@ -80,7 +150,7 @@ async def _small_multipart(request: Request, state: AppState, limit: int) -> Upl
     if len(data) > limit:
         raise ApiError(413, f"File too large ({len(data)} > {limit})")
     stored = state.store.put_bytes(data)
-    return Upload(body, stored, _name(body, filename or stored.sha256))
+    return _Upload(body, stored, _name(body, filename or stored.sha256))
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:
@@ -148,7 +218,7 @@ def _store_upload(state: AppState, upload: UploadFile, limit: int) -> Stored:
     return stored
 
 
-async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
+async def _json_body(request: Request, state: AppState, limit: int) -> _Upload:
     raw = await request.body()
     if len(raw) > limit * 2 + MAX_JSON:
         raise ApiError(413, f"File too large ({len(raw)} > {limit})")
@@ -162,7 +232,7 @@ async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
         if len(data) > limit:
             raise ApiError(413, f"File too large ({len(data)} > {limit})")
         stored = await run_in_threadpool(state.store.put_bytes, data)
-        return Upload(body, stored, _name(body, stored.sha256))
+        return _Upload(body, stored, _name(body, stored.sha256))
     sha256 = str(body.get("sha256", "")).lower()
     if not sha256:
         raise ApiError(
@@ -174,7 +244,7 @@ async def _json_body(request: Request, state: AppState, limit: int) -> Upload:
     if size > limit:
         raise ApiError(413, f"File too large ({size} > {limit})")
     stored = await run_in_threadpool(state.store.describe, sha256)
-    return Upload(body, stored, _name(body, sha256))
+    return _Upload(body, stored, _name(body, sha256))
 
 
 def _inline_bytes(body: dict[str, Any]) -> bytes | None:
@@ -207,7 +277,16 @@ def _name(body: dict[str, Any], fallback: str) -> str:
     return name[:1024]
 
 
-def optional_int(body: dict[str, Any], key: str) -> int | None:
+def _queue_name(body: dict[str, Any]) -> str | None:
+    queue = body.get("notification_queue")
+    if queue in (None, ""):
+        return None
+    if not isinstance(queue, str) or len(queue) > 256:
+        raise ApiError(400, "notification_queue must be a string of at most 256 characters")
+    return queue
+
+
+def _optional_int(body: dict[str, Any], key: str) -> int | None:
     """A whole number that fits the 32-bit column it is stored in, or None when absent."""
     value = body.get(key)
     if value is None or value == "":

@@ -36,13 +36,13 @@ class Pair:
         return (self.table, self.left, self.right)
 
 
+@dataclass
 class AssociationPhase:
     """Writes `group_association` (group-indicator by name or xid) and `association` (any two items)."""
 
-    def __init__(self, state: RunState, refs: References, writer: ChunkWriter) -> None:
-        self.state = state
-        self.refs = refs
-        self.writer = writer
+    state: RunState
+    refs: References
+    writer: ChunkWriter
 
     def run(self) -> None:
         """Resolve all of a kind on one read connection first, so the chunks only write."""

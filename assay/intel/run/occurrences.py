@@ -31,13 +31,13 @@ class Occurrence:
         return (self.indicator_id, store.occurrence_fingerprint(self.data))
 
 
+@dataclass
 class OccurrencePhase:
     """Writes the job's file occurrences and those carried inside the indicators saved before."""
 
-    def __init__(self, state: RunState, refs: References, writer: ChunkWriter) -> None:
-        self.state = state
-        self.refs = refs
-        self.writer = writer
+    state: RunState
+    refs: References
+    writer: ChunkWriter
 
     def run(self) -> None:
         """Resolve every occurrence to its File on one read connection first, so the chunks only write."""
