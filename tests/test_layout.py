@@ -34,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "params": {"db"},
     "services": {"iot"},
     "iot": set(),
+    "access": set(),  # classification and roles: pure data and functions
     "db": {"config", "fastjson"},
     "db.migrations": {"db", "intel", "iotinsight"},  # it must see every table
     "client": set(),
