@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install tools run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,17 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+## The reference tools the tests compare against (file, 7z, tar, tshark, yara, readelf, redis):
+## installed with apt-get when run as root on Debian, otherwise named with the command to install them.
+tools:
+	bash .ci/tools
+
 ## Install into .venv and start the server with embedded defaults (SQLite, ./data, local workers).
 run: install
 	$(BIN)/assay serve
 
-## Install the dev extras and run every test (ruff first).
-test: install
+## Check the reference tools, install the dev extras and run every test (ruff first).
+test: tools install
 	$(BIN)/ruff check assay tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from assay.iot.capture import analyse_capture
 from assay.iot.capture.reader import CaptureReader
 from tests.builders import captures
+from tests.paths import CASE_DATA
 
-DFRWS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfrws2017" / "IoT_Net_Traffic.zip"
+DFRWS_ZIP = CASE_DATA / "IoT_Net_Traffic.zip"
 TSHARK_FIELDS = (
     "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "dns.qry.name",
     "http.host", "http.request.uri", "http.user_agent", "tls.handshake.extensions_server_name",
@@ -38,8 +39,6 @@ CLIENT, SERVER = ("02:00:00:00:00:01", "10.0.0.2"), ("00:24:54:30:84:79", "10.0.
 
 def dfrws_frames(workdir: Path) -> list[bytes]:
     frames: list[bytes] = []
-    if not DFRWS_ZIP.exists():
-        return frames
     with zipfile.ZipFile(DFRWS_ZIP) as archive:
         for name in archive.namelist():
             target = workdir / Path(name).name

@@ -2,12 +2,12 @@
 
 One run, one process:
 
-1. assemble the corpus: ``tests/corpus.py`` (files of this machine plus generated documents and
-   archives, the 500+ files of the identification test), Office/PDF/script documents built with
-   the test suite's writers (macros, remote templates, embedded executables, active PDFs),
-   Windows PE files that Python packaging left on this machine, and one zip, one 7z and one
-   tar.gz of the same mixed content (log-like text, random bytes, word soup; about twice
-   ``--max-size`` of content, so each archive stays near or under it);
+1. assemble the corpus: ``tests/corpus.py`` (the 500+ generated files of the identification
+   test: text, scripts, images, executables, databases, archives), Office/PDF/script documents
+   built with the test suite's writers (macros, remote templates, embedded executables, active
+   PDFs), Windows PE files (the shipped launchers and more built by ``tests/formats.py``), and
+   one zip, one 7z and one tar.gz of the same mixed content (log-like text, random bytes, word
+   soup; about twice ``--max-size`` of content, so each archive stays near or under it);
 2. identify every file once (``identify_path``), timed;
 3. run every service of ``registry.services()``, all stages, over the files its
    ``accepts``/``rejects`` take, with its default parameters and a fresh workdir per file:
@@ -43,7 +43,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +55,13 @@ from assay.services.extract import Extract
 from assay.services.identify import Identity, identify_path
 from assay.services.registry import services
 from tests import corpus as identification_corpus
+from tests import formats as file_formats
 from tests import test_service_documents as builders
+from tests.paths import PE_SAMPLES
 
 DOCUMENTS = 120
 PE_FILES = 40
-PE_ROOTS = (sys.prefix, sys.base_prefix, str(Path.home() / ".pyenv"), "/usr/lib", "/usr/share")
-PE_SCAN_CAP = 400_000
+PE_FIRST_INDEX = 1000  # of tests.formats.pe_file: past the indices the identification corpus uses
 EXTRACT_PARAMS = {"max_extracted": 10_000}  # the comparison extracts everything, as 7z does
 WORDS = ("alpha", "beta", "gamma", "delta", "packet", "socket", "registry", "beacon", "payload", "dropper")
 
@@ -176,36 +177,16 @@ def write_documents(folder: Path, count: int, exe: bytes) -> list[Path]:
     return paths
 
 
-def _walk(roots: tuple[str, ...], scan_cap: int) -> Iterator[Path]:
-    scanned = 0
-    for root in roots:
-        for directory, dirs, names in os.walk(root):
-            dirs.sort()
-            for name in sorted(names):
-                scanned += 1
-                if scanned > scan_cap:
-                    return
-                yield Path(directory, name)
-
-
-def find_executables(limit: int, max_size: int) -> list[Path]:
-    """Distinct files opening with ``MZ`` (Windows launchers, installers) under ``PE_ROOTS``."""
-    found: list[Path] = []
-    digests: set[str] = set()
-    for path in _walk(PE_ROOTS, PE_SCAN_CAP):
-        if len(found) >= limit:
-            break
-        try:
-            if path.is_symlink() or not path.is_file() or not 0 < path.stat().st_size <= max_size:
-                continue
-            with path.open("rb") as handle:
-                if handle.read(2) != b"MZ":
-                    continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            continue
-        if digest not in digests:
-            digests.add(digest)
+def write_executables(folder: Path, limit: int, max_size: int) -> list[Path]:
+    """The launchers shipped in ``tests/data/pe``, then PE files built by ``tests/formats.py``
+    (PE32 and PE32+; console, GUI and DLL) up to ``limit`` files, none larger than ``max_size``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    found = [path for path in sorted(PE_SAMPLES.glob("*.exe")) if path.stat().st_size <= max_size]
+    for index in range(max(0, limit - len(found))):
+        data = file_formats.pe_file(PE_FIRST_INDEX + index)
+        if len(data) <= max_size:
+            path = folder / f"pe{index}.exe"
+            path.write_bytes(data)
             found.append(path)
     return found
 
@@ -229,7 +210,7 @@ class Corpus:
 def assemble(folder: Path, max_files: int | None, max_size: int) -> Corpus:
     system = [p for p in identification_corpus.corpus(folder / "generated") if p.stat().st_size <= max_size]
     documents = write_documents(folder / "documents", DOCUMENTS, builders.EXE)
-    executables = find_executables(PE_FILES, max_size)
+    executables = write_executables(folder / "executables", PE_FILES, max_size)
     content = mixed_content(2 * max_size)
     archives = write_archives(folder, content)
     others = spread(system + documents + executables, max(0, (max_files or 1 << 30) - len(archives)))

@@ -1,7 +1,9 @@
-"""A varied corpus assembled from what this machine has, plus generated documents and archives.
+"""A varied corpus written by the tests themselves: every kind of ``tests/formats.py``, documents
+and archives, and the executables shipped in ``tests/data``.
 
-Used by the identification agreement test and by ``bench/services.py``; bounded in count and
-size, deterministic in order.
+Nothing is read from the machine running the tests, so every machine builds the same files.
+Used by the identification agreement test, the YARA comparison and ``bench/services.py``;
+bounded in count and size (tens of KiB a file), deterministic in contents and order.
 """
 
 from __future__ import annotations
@@ -12,58 +14,28 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-SOURCES = (
-    ("/usr/bin", 140),
-    ("/usr/lib/x86_64-linux-gnu", 90),
-    ("/usr/share/doc", 80),
-    ("/usr/share/icons", 30),
-    ("/usr/share/pixmaps", 10),
-    ("/etc", 50),
-    ("/usr/share/perl5", 20),
-    ("/usr/share/zoneinfo", 10),
-    ("/usr/share/common-licenses", 10),
-    ("/usr/include", 30),
-    ("/usr/share/man/man1", 20),
-)
-MAX_SIZE = 4 << 20
+from tests.formats import KINDS
+from tests.paths import ELF_SAMPLE, PE_SAMPLES
+
+PER_KIND = 10
+MAX_SIZE = 4 << 20  # the largest file bench/services.py takes by default; the files here are far smaller
 
 
-def system_files(limit_per_source: dict[str, int] | None = None) -> list[Path]:
-    picked: list[Path] = []
-    seen_sizes: set[tuple[str, int]] = set()
-    for root, count in SOURCES:
-        count = (limit_per_source or {}).get(root, count)
-        found = 0
-        base = Path(root)
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            if found >= count:
-                break
-            try:
-                if path.is_symlink() or not path.is_file():
-                    continue
-                size = path.stat().st_size
-                if not 0 < size <= MAX_SIZE or not _readable(path):
-                    continue
-            except OSError:
-                continue
-            key = (path.suffix, size)
-            if key in seen_sizes:
-                continue
-            seen_sizes.add(key)
-            picked.append(path)
-            found += 1
-    return picked
+def format_files(folder: Path, per_kind: int = PER_KIND) -> list[Path]:
+    """``per_kind`` files of every kind in ``tests.formats.KINDS``, written under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, suffix, make in KINDS:
+        for index in range(per_kind):
+            path = folder / f"{name}{index}{suffix}"
+            path.write_bytes(make(index))
+            paths.append(path)
+    return paths
 
 
-def _readable(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            handle.read(1)
-        return True
-    except OSError:
-        return False
+def shipped_samples() -> list[Path]:
+    """The compiled executables kept in ``tests/data`` (read in place, never written)."""
+    return [ELF_SAMPLE, *sorted(PE_SAMPLES.glob("*.exe"))]
 
 
 def _docx(text: str) -> bytes:
@@ -158,4 +130,4 @@ def _tar_of(members: dict[str, bytes]) -> bytes:
 
 
 def corpus(folder: Path) -> list[Path]:
-    return system_files() + generated_files(folder)
+    return format_files(folder / "formats") + shipped_samples() + generated_files(folder)

@@ -21,7 +21,7 @@ from assay.config import load_settings
 from assay.iot.capture import analyse_capture
 from assay.iot.onhub import Limits, analyse
 from assay.iotinsight import cases, detect, paths
-from tests.builders import captures as synth
+from tests.builders import captures
 from tests.conftest import Server, make_server
 from tests.paths import CASE_DATA
 
@@ -140,8 +140,8 @@ def bad(response: httpx.Response, status: int = 400) -> str:
 
 
 def frame(src_mac: str, src: str, dst: str, name: str) -> bytes:
-    packet = synth.ip_packet(src, dst, 17, synth.udp(40000, 53, synth.dns_query(name)))
-    return synth.ethernet(src_mac, "02:00:00:00:00:01", packet)
+    packet = captures.ip_packet(src, dst, 17, captures.udp(40000, 53, captures.dns_query(name)))
+    return captures.ethernet(src_mac, "02:00:00:00:00:01", packet)
 
 
 # -- tasks from server paths and uploads --------------------------------------------------------
@@ -209,12 +209,12 @@ def test_unfinished_result_is_409_with_status(client: httpx.Client, layout: dict
 def bulk_dir(layout: dict[str, Path]) -> Path:
     folder = layout["root"] / "bulk"
     (folder / "nested" / "deeper").mkdir(parents=True)
-    synth.write_pcap(folder / "capture-a.txt",
+    captures.write_pcap(folder / "capture-a.txt",
                      [(T0 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"a{i}.example.com")) for i in range(3)])
-    synth.write_pcap(folder / "nested" / "capture-c.jpg",
+    captures.write_pcap(folder / "nested" / "capture-c.jpg",
                      [(T0 + 0.25, frame(SHARED_MAC.upper(), "10.9.0.6", "10.9.0.1", "c.example.org"))],
                      big_endian=True, nanoseconds=True)
-    synth.write_pcapng(folder / "nested" / "capture-b.dat", [(1, 6)],
+    captures.write_pcapng(folder / "nested" / "capture-b.dat", [(1, 6)],
                        [(0, T0 + 0.5 + i, frame(SHARED_MAC, "10.9.0.5", "10.9.0.1", f"b{i}.example.net"))
                         for i in range(2)])
     (folder / "notes.pcap").write_text("not a capture at all, whatever the name says\n" * 10)
@@ -269,7 +269,7 @@ def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, l
     station = report.data["stations"][0]["mac"]
     folder = layout["root"] / "joined"
     folder.mkdir()
-    synth.write_pcap(folder / "a", [(T0, frame(station, "192.168.86.99", "192.168.86.1", "x.example.org"))])
+    captures.write_pcap(folder / "a", [(T0, frame(station, "192.168.86.99", "192.168.86.1", "x.example.org"))])
     shutil.copy(CASE_DATA / "004-Onhub-diagnostic-report", folder / "b")
     response = client.post("/task/bulk", data={"filepath": str(folder)})
     answer = response.json()
@@ -427,8 +427,8 @@ def test_iotinsight_web_and_redis_sections_still_work(tmp_path: Path) -> None:
     ini.write_text("[web]\nhost = 0.0.0.0\nport = 31337\nthreaded = true\n\n"
                    "[redis]\nhost = 10.1.2.3\nport = 6380\ndb = 4\n")
     settings = load_settings(ini, tmp_path, environ={})
-    assert settings.get("web", "host") == "0.0.0.0" and settings.get_int("web", "port") == 31337
-    assert settings.get_bool("web", "threaded") is True
+    assert settings.web.host == "0.0.0.0" and settings.web.port == 31337
+    assert settings.web.threaded is True
     assert settings.broker_url == "redis://10.1.2.3:6380/4" and not settings.embedded
     from_env = load_settings(None, tmp_path, environ={"ASSAY_CONFIG": str(ini), "ASSAY_REDIS_DB": "7"})
     assert from_env.broker_url == "redis://10.1.2.3:6380/7"

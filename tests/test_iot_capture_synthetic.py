@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,26 +12,25 @@ import pytest
 from assay.iot.capture import Analysis, analyse_capture
 from assay.services.base import FileRequest
 from assay.services.network_capture import NetworkCapture
-from tests.builders import captures as synth
+from tests.builders import captures
 
 A_MAC, B_MAC = "00:24:54:30:84:79", "90:9f:33:d5:32:07"
 A, B = "192.0.2.10", "192.0.2.20"
 A6, B6 = "2001:db8::10", "2001:db8::20"
 T0 = 1_500_282_058.123456789
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="needs the Debian tshark package")
 
 
 def eth(src: str, dst: str, proto: int, segment: bytes, src_mac: str = A_MAC, dst_mac: str = B_MAC,
         vlan: int | None = None) -> bytes:
-    return synth.ethernet(src_mac, dst_mac, synth.ip_packet(src, dst, proto, segment), vlan)
+    return captures.ethernet(src_mac, dst_mac, captures.ip_packet(src, dst, proto, segment), vlan)
 
 
 def dns_frame(name: str, src: str = A, dst: str = B) -> bytes:
-    return eth(src, dst, 17, synth.udp(40000, 53, synth.dns_query(name)))
+    return eth(src, dst, 17, captures.udp(40000, 53, captures.dns_query(name)))
 
 
 def write(path: Path, frames: list[bytes]) -> Path:
-    return synth.write_pcap(path, [(T0 + i, f) for i, f in enumerate(frames)])
+    return captures.write_pcap(path, [(T0 + i, f) for i, f in enumerate(frames)])
 
 
 def service_result(path: Path) -> tuple:
@@ -45,7 +43,7 @@ def service_result(path: Path) -> tuple:
 @pytest.mark.parametrize("nanoseconds", [False, True])
 def test_pcap_byte_orders_and_resolutions(tmp_path: Path, big_endian: bool, nanoseconds: bool) -> None:
     packets = [(T0 + i, dns_frame(f"host{i}.example.org")) for i in range(3)]
-    path = synth.write_pcap(tmp_path / "x.pcap", packets, big_endian=big_endian, nanoseconds=nanoseconds)
+    path = captures.write_pcap(tmp_path / "x.pcap", packets, big_endian=big_endian, nanoseconds=nanoseconds)
     report = analyse_capture(path)
     names = [q["name"] for d in report["dns"] for q in d["questions"]]
     assert names == [f"host{i}.example.org" for i in range(3)]
@@ -55,8 +53,8 @@ def test_pcap_byte_orders_and_resolutions(tmp_path: Path, big_endian: bool, nano
 
 
 def test_pcapng_two_interfaces_with_own_link_types_resolutions_and_comments(tmp_path: Path) -> None:
-    raw_packet = synth.ip_packet(A6, B6, 17, synth.udp(40001, 53, synth.dns_query("v6.example.org")))
-    path = synth.write_pcapng(tmp_path / "x.pcapng", [(1, 6), (229, 9)], [
+    raw_packet = captures.ip_packet(A6, B6, 17, captures.udp(40001, 53, captures.dns_query("v6.example.org")))
+    path = captures.write_pcapng(tmp_path / "x.pcapng", [(1, 6), (229, 9)], [
         (0, T0, dns_frame("eth.example.org")),
         (1, T0 + 1.000000001, raw_packet),
     ], comment="taken at the scene")
@@ -71,18 +69,18 @@ def test_pcapng_two_interfaces_with_own_link_types_resolutions_and_comments(tmp_
 
 
 @pytest.mark.parametrize(("linktype", "frame_of"), [
-    (113, lambda p: synth.sll(A_MAC, p)),
-    (276, lambda p: synth.sll2(A_MAC, p)),
+    (113, lambda p: captures.sll(A_MAC, p)),
+    (276, lambda p: captures.sll2(A_MAC, p)),
     (101, lambda p: p),
     (12, lambda p: p),
-    (0, lambda p: synth.null_loopback(p)),
-    (0, lambda p: synth.null_loopback(p, big_endian=True)),
-    (108, lambda p: synth.null_loopback(p, big_endian=True)),
+    (0, lambda p: captures.null_loopback(p)),
+    (0, lambda p: captures.null_loopback(p, big_endian=True)),
+    (108, lambda p: captures.null_loopback(p, big_endian=True)),
 ])
 @pytest.mark.parametrize(("src", "dst"), [(A, B), (A6, B6)])
 def test_link_types_carry_ipv4_and_ipv6(tmp_path: Path, linktype: int, frame_of, src: str, dst: str) -> None:
-    packet = synth.ip_packet(src, dst, 17, synth.udp(40000, 53, synth.dns_query("link.example.org")))
-    path = synth.write_pcap(tmp_path / "x.pcap", [(T0, frame_of(packet))], linktype=linktype)
+    packet = captures.ip_packet(src, dst, 17, captures.udp(40000, 53, captures.dns_query("link.example.org")))
+    path = captures.write_pcap(tmp_path / "x.pcap", [(T0, frame_of(packet))], linktype=linktype)
     report = analyse_capture(path)
     assert report["stats"]["undecoded_packets"] == 0
     assert report["dns"][0]["questions"][0]["name"] == "link.example.org"
@@ -92,28 +90,28 @@ def test_link_types_carry_ipv4_and_ipv6(tmp_path: Path, linktype: int, frame_of,
 
 
 def test_ipv4_and_ipv6_single_link_variants(tmp_path: Path) -> None:
-    frames = [synth.ip_packet(A, B, 17, synth.udp(1, 53, synth.dns_query("four.example"))),
-              synth.ip_packet(A6, B6, 17, synth.udp(1, 53, synth.dns_query("six.example")))]
+    frames = [captures.ip_packet(A, B, 17, captures.udp(1, 53, captures.dns_query("four.example"))),
+              captures.ip_packet(A6, B6, 17, captures.udp(1, 53, captures.dns_query("six.example")))]
     for linktype, frame in zip((228, 229), frames, strict=True):
-        path = synth.write_pcap(tmp_path / f"{linktype}.pcap", [(T0, frame)], linktype=linktype)
+        path = captures.write_pcap(tmp_path / f"{linktype}.pcap", [(T0, frame)], linktype=linktype)
         report = analyse_capture(path)
         assert report["dns"] and report["stats"]["undecoded_packets"] == 0
 
 
 def test_vlan_tagged_frames_are_decoded(tmp_path: Path) -> None:
-    frame = eth(A, B, 17, synth.udp(40000, 53, synth.dns_query("vlan.example.org")), vlan=42)
-    report = analyse_capture(synth.write_pcap(tmp_path / "x.pcap", [(T0, frame)]))
+    frame = eth(A, B, 17, captures.udp(40000, 53, captures.dns_query("vlan.example.org")), vlan=42)
+    report = analyse_capture(captures.write_pcap(tmp_path / "x.pcap", [(T0, frame)]))
     assert report["dns"][0]["questions"][0]["name"] == "vlan.example.org"
     assert report["hosts"][0]["mac"] == A_MAC and report["hosts"][0]["vendor"].startswith("Samsung")
 
 
 def tls_capture(tmp_path: Path, split: bool) -> Path:
-    hello = synth.tls_client_hello("iot.example.com", ["h2", "http/1.1"], [4865, 4866, 49195], [29, 23], [0])
+    hello = captures.tls_client_hello("iot.example.com", ["h2", "http/1.1"], [4865, 4866, 49195], [29, 23], [0])
     cut = 60 if split else len(hello)
-    frames = [eth(A, B, 6, synth.tcp(50000, 443, 1000, hello[:cut]))]
+    frames = [eth(A, B, 6, captures.tcp(50000, 443, 1000, hello[:cut]))]
     if split:
-        frames.append(eth(A, B, 6, synth.tcp(50000, 443, 1000 + cut, hello[cut:])))
-    return synth.write_pcap(tmp_path / "tls.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
+        frames.append(eth(A, B, 6, captures.tcp(50000, 443, 1000 + cut, hello[cut:])))
+    return captures.write_pcap(tmp_path / "tls.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -127,7 +125,6 @@ def test_tls_client_hello_sni_alpn_and_ja3(tmp_path: Path, split: bool) -> None:
     assert hello["sni"] == "iot.example.com" and hello["alpn"] == ["h2", "http/1.1"]
 
 
-@needs_tshark
 def test_tls_sni_and_ja3_agree_with_tshark(tmp_path: Path) -> None:
     path = tls_capture(tmp_path, split=False)
     out = subprocess.run(["tshark", "-n", "-r", str(path), "-T", "fields", "-e",
@@ -140,11 +137,11 @@ def test_tls_sni_and_ja3_agree_with_tshark(tmp_path: Path) -> None:
 
 
 def test_mqtt_connect_publish_and_cleartext_login_heuristic(tmp_path: Path) -> None:
-    connect = synth.mqtt_connect("thermo-01", username="admin", password="hunter2")
-    publish = synth.mqtt_publish("home/livingroom/temp", b"21.5", qos=1, packet_id=7)
-    frames = [eth(A, B, 6, synth.tcp(50001, 1883, 500, connect + publish[:5])),
-              eth(A, B, 6, synth.tcp(50001, 1883, 500 + len(connect) + 5, publish[5:]))]
-    path = synth.write_pcap(tmp_path / "mqtt.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
+    connect = captures.mqtt_connect("thermo-01", username="admin", password="hunter2")
+    publish = captures.mqtt_publish("home/livingroom/temp", b"21.5", qos=1, packet_id=7)
+    frames = [eth(A, B, 6, captures.tcp(50001, 1883, 500, connect + publish[:5])),
+              eth(A, B, 6, captures.tcp(50001, 1883, 500 + len(connect) + 5, publish[5:]))]
+    path = captures.write_pcap(tmp_path / "mqtt.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
     svc, result = service_result(path)
     first, second = result.data["mqtt"]
     assert (first["type"], first["client_id"], first["username"], first["password_present"]) == (
@@ -158,10 +155,10 @@ def test_mqtt_connect_publish_and_cleartext_login_heuristic(tmp_path: Path) -> N
 
 
 def test_dhcp_fingerprint_lands_in_the_host_table(tmp_path: Path) -> None:
-    request = synth.dhcp_request(B_MAC, "nest-thermostat", "dhcpcd-6.8.2:Linux", [1, 3, 6, 15, 28, 51])
-    frame = synth.ethernet(B_MAC, "ff:ff:ff:ff:ff:ff", synth.ipv4("0.0.0.0", "255.255.255.255", 17,
-                                                                  synth.udp(68, 67, request)))
-    report = analyse_capture(synth.write_pcap(tmp_path / "dhcp.pcap", [(T0, frame)]))
+    request = captures.dhcp_request(B_MAC, "nest-thermostat", "dhcpcd-6.8.2:Linux", [1, 3, 6, 15, 28, 51])
+    frame = captures.ethernet(B_MAC, "ff:ff:ff:ff:ff:ff", captures.ipv4("0.0.0.0", "255.255.255.255", 17,
+                                                                  captures.udp(68, 67, request)))
+    report = analyse_capture(captures.write_pcap(tmp_path / "dhcp.pcap", [(T0, frame)]))
     host = {h["mac"]: h for h in report["hosts"]}[B_MAC]
     assert host["dhcp_hostname"] == "nest-thermostat"
     assert host["dhcp_vendor_class_id"] == "dhcpcd-6.8.2:Linux"
@@ -172,10 +169,10 @@ def test_dhcp_fingerprint_lands_in_the_host_table(tmp_path: Path) -> None:
 def test_mdns_and_ssdp_names_land_in_the_host_table(tmp_path: Path) -> None:
     frames = [
         eth(A, "224.0.0.251", 17,
-            synth.udp(5353, 5353, synth.mdns_announce("kitchen-cam", A, "_hap._tcp.local"))),
-        eth(A, "239.255.255.250", 17, synth.udp(1900, 1900, synth.ssdp_notify(
+            captures.udp(5353, 5353, captures.mdns_announce("kitchen-cam", A, "_hap._tcp.local"))),
+        eth(A, "239.255.255.250", 17, captures.udp(1900, 1900, captures.ssdp_notify(
             "http://192.0.2.10:49152/desc.xml", "uuid:cam-1::upnp:rootdevice", "Linux/3.10 UPnP/1.0 Cam/2"))),
-        eth(B, "239.255.255.250", 17, synth.udp(50000, 1900, synth.ssdp_search("urn:dial-multiscreen-org:1")),
+        eth(B, "239.255.255.250", 17, captures.udp(50000, 1900, captures.ssdp_search("urn:dial-multiscreen-org:1")),
             src_mac=B_MAC),
     ]
     report = analyse_capture(write(tmp_path / "disc.pcap", frames))
@@ -191,22 +188,22 @@ def test_mdns_and_ssdp_names_land_in_the_host_table(tmp_path: Path) -> None:
 
 
 def http_capture(tmp_path: Path, reorder: bool = True) -> Path:
-    request = synth.http_request("POST", "cloud.example.net", "/api/v1/login", body=b'{"user":"x"}',
+    request = captures.http_request("POST", "cloud.example.net", "/api/v1/login", body=b'{"user":"x"}',
                                  extra="Authorization: Basic YWRtaW46c2VjcmV0\r\n")
     body = b"data: one\n\nid: 7\nevent: alarm\ndata: door\ndata: open\n\n"
     chunked = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
     c2s = [(0, request[:30]), (30, request[30:])]
-    halves = [eth(A, B, 6, synth.tcp(50002, 80, 7000 + off, part)) for off, part in c2s]
+    halves = [eth(A, B, 6, captures.tcp(50002, 80, 7000 + off, part)) for off, part in c2s]
     frames = [
         *(halves[::-1] if reorder else halves),
         halves[0],  # retransmission
-        eth(B, A, 6, synth.tcp(80, 50002, 9000, chunked), src_mac=B_MAC, dst_mac=A_MAC),
-        eth(A, B, 6, synth.tcp(50003, 8080, 1, synth.http_request("GET", "cam.local:8080", "/snap.png"))),
-        eth(B, A, 6, synth.tcp(8080, 50003, 1, synth.http_response(b"\x89PNG" + b"\0" * 64, "image/png")),
+        eth(B, A, 6, captures.tcp(80, 50002, 9000, chunked), src_mac=B_MAC, dst_mac=A_MAC),
+        eth(A, B, 6, captures.tcp(50003, 8080, 1, captures.http_request("GET", "cam.local:8080", "/snap.png"))),
+        eth(B, A, 6, captures.tcp(8080, 50003, 1, captures.http_response(b"\x89PNG" + b"\0" * 64, "image/png")),
             src_mac=B_MAC, dst_mac=A_MAC),
     ]
-    return synth.write_pcap(tmp_path / "http.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
+    return captures.write_pcap(tmp_path / "http.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
 
 
 def test_http_reassembly_event_stream_carving_and_basic_auth(tmp_path: Path) -> None:
@@ -227,7 +224,6 @@ def test_http_reassembly_event_stream_carving_and_basic_auth(tmp_path: Path) -> 
     assert ("network.dynamic.domain", "cloud.example.net") in tags
 
 
-@needs_tshark
 def test_generated_http_agrees_with_tshark(tmp_path: Path) -> None:
     path = http_capture(tmp_path, reorder=False)  # tshark does not reorder a stream it saw no SYN for
     out = subprocess.run(["tshark", "-n", "-r", str(path),
@@ -241,11 +237,11 @@ def test_generated_http_agrees_with_tshark(tmp_path: Path) -> None:
 
 def test_coap_lwm2m_paths_observe_and_registration(tmp_path: Path) -> None:
     frames = [
-        eth(A, B, 17, synth.udp(5683, 5683, synth.coap_message(0, 2, 1, b"\x01", "/rd", None, b"</3/0>",
+        eth(A, B, 17, captures.udp(5683, 5683, captures.coap_message(0, 2, 1, b"\x01", "/rd", None, b"</3/0>",
                                                               query="ep=node-7&lt=300"))),
-        eth(B, A, 17, synth.udp(5683, 5683, synth.coap_message(0, 1, 2, b"\xab\xcd", "/3/0/1", 0)),
+        eth(B, A, 17, captures.udp(5683, 5683, captures.coap_message(0, 1, 2, b"\xab\xcd", "/3/0/1", 0)),
             src_mac=B_MAC, dst_mac=A_MAC),
-        eth(A, B, 17, synth.udp(5683, 5683, synth.coap_message(2, 69, 2, b"\xab\xcd", "", 5, b"Acme"))),
+        eth(A, B, 17, captures.udp(5683, 5683, captures.coap_message(2, 69, 2, b"\xab\xcd", "", 5, b"Acme"))),
     ]
     report = analyse_capture(write(tmp_path / "coap.pcap", frames))
     register, observe, notify = report["coap"]
@@ -260,7 +256,7 @@ def test_coap_lwm2m_paths_observe_and_registration(tmp_path: Path) -> None:
 
 def test_limits_are_parameters_and_flag_anomalies(tmp_path: Path) -> None:
     packets = [(T0 + i, dns_frame(f"n{i}.example.org")) for i in range(20)]
-    path = synth.write_pcap(tmp_path / "x.pcap", packets)
+    path = captures.write_pcap(tmp_path / "x.pcap", packets)
     report = analyse_capture(path, max_packets=5)
     assert report["stats"]["packets"] == 5 and "packet_limit_reached" in report["anomalies"]
     report = analyse_capture(path, max_records=3)
@@ -276,14 +272,14 @@ def test_limits_are_parameters_and_flag_anomalies(tmp_path: Path) -> None:
 
 def test_truncated_capture_keeps_what_was_read(tmp_path: Path) -> None:
     packets = [(T0 + i, dns_frame(f"t{i}.example.org")) for i in range(10)]
-    whole = synth.write_pcap(tmp_path / "whole.pcap", packets).read_bytes()
+    whole = captures.write_pcap(tmp_path / "whole.pcap", packets).read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(whole[: len(whole) - 20])
     _svc, result = service_result(cut)
     assert len(result.data["dns"]) == 9
     assert result.data["errors"] and "truncated_or_corrupt_capture" in result.anomalies
     blocks = [(0, T0 + i, f) for i, (_, f) in enumerate(packets)]
-    ng = synth.write_pcapng(tmp_path / "x.pcapng", [(1, 6)], blocks)
+    ng = captures.write_pcapng(tmp_path / "x.pcapng", [(1, 6)], blocks)
     ng.write_bytes(ng.read_bytes()[:-30])
     report = analyse_capture(ng)
     assert len(report["dns"]) == 9 and report["errors"]
@@ -313,13 +309,13 @@ def test_random_bytes_and_corrupted_captures_never_raise(tmp_path: Path, seed: i
 
 
 def test_dns_over_tcp_and_answers_with_compressed_names(tmp_path: Path) -> None:
-    query = synth.dns_query("tcp.example.org", ident=9)
-    answer = synth.dns_answer("tcp.example.org", "198.51.100.7", ident=9)
+    query = captures.dns_query("tcp.example.org", ident=9)
+    answer = captures.dns_answer("tcp.example.org", "198.51.100.7", ident=9)
     framed_q = len(query).to_bytes(2, "big") + query
     framed_a = len(answer).to_bytes(2, "big") + answer
-    frames = [eth(A, B, 6, synth.tcp(50010, 53, 100, framed_q)),
-              eth(B, A, 6, synth.tcp(53, 50010, 900, framed_a), src_mac=B_MAC, dst_mac=A_MAC),
-              eth(B, A, 17, synth.udp(53, 40000, answer), src_mac=B_MAC, dst_mac=A_MAC)]
+    frames = [eth(A, B, 6, captures.tcp(50010, 53, 100, framed_q)),
+              eth(B, A, 6, captures.tcp(53, 50010, 900, framed_a), src_mac=B_MAC, dst_mac=A_MAC),
+              eth(B, A, 17, captures.udp(53, 40000, answer), src_mac=B_MAC, dst_mac=A_MAC)]
     report = analyse_capture(write(tmp_path / "dns.pcap", frames))
     tcp_query, tcp_answer, udp_answer = sorted(report["dns"], key=lambda d: d["ts"])
     assert tcp_query["questions"] == [{"name": "tcp.example.org", "type": "A"}] and not tcp_query["response"]
@@ -329,8 +325,8 @@ def test_dns_over_tcp_and_answers_with_compressed_names(tmp_path: Path) -> None:
 
 
 def test_ip_fragments_count_in_conversations_without_misreading_ports(tmp_path: Path) -> None:
-    packet = bytearray(synth.ipv4(A, B, 17, synth.udp(40000, 53, synth.dns_query("frag.example.org"))))
+    packet = bytearray(captures.ipv4(A, B, 17, captures.udp(40000, 53, captures.dns_query("frag.example.org"))))
     packet[6:8] = (0x0010).to_bytes(2, "big")  # fragment offset 16 * 8 bytes: not the first fragment
-    frame = synth.ethernet(A_MAC, B_MAC, bytes(packet))
+    frame = captures.ethernet(A_MAC, B_MAC, bytes(packet))
     report = analyse_capture(write(tmp_path / "frag.pcap", [frame]))
     assert report["dns"] == [] and report["conversations"][0]["a_port"] == 0

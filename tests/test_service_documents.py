@@ -16,7 +16,6 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import pefile
 import pytest
 
 from assay.services import registry
@@ -24,10 +23,9 @@ from assay.services.base import FileRequest, Result, Service
 from assay.services.office import Office
 from assay.services.pdf import PDF
 from assay.services.script import Script
+from tests.paths import PE_SAMPLES
 
-SITE = Path(pefile.__file__).resolve().parent
-LAUNCHER = next(iter(sorted(SITE.glob("setuptools/*.exe"))), None)
-EXE = LAUNCHER.read_bytes() if LAUNCHER else b"MZ" + b"\x00" * 58 + b"\x40\x00\x00\x00PE\x00\x00" + b"\x00" * 200
+EXE = (PE_SAMPLES / "cli-32.exe").read_bytes()  # a real PE32 to embed in documents
 
 
 def run(

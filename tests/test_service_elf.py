@@ -1,10 +1,9 @@
-"""The ELF service on this machine's binaries, on hand-built loaders and on damaged copies."""
+"""The ELF service on a shipped x86-64 executable, on hand-built loaders and on damaged copies."""
 
 from __future__ import annotations
 
 import random
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 
 from assay.services.base import FileRequest, Result
 from assay.services.elf import ELF
+from tests.paths import ELF_SAMPLE
 
-LS = Path(shutil.which("ls") or "/bin/ls").resolve()
 PT_LOAD, PT_GNU_STACK = 1, 0x6474E551
 
 
@@ -39,12 +38,11 @@ def build_loader(payload: bytes, load_flags: int, stack_flags: int) -> bytes:
 
 
 def readelf(*args: str) -> str:
-    return subprocess.run(["readelf", "-W", *args, str(LS)], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["readelf", "-W", *args, str(ELF_SAMPLE)], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils readelf not installed")
 def test_dynamic_binary_agrees_with_readelf() -> None:
-    result = run(LS)
+    result = run(ELF_SAMPLE)
     assert result.anomalies == []
     assert result.data["needed"] == re.findall(r"\(NEEDED\).*\[(.+?)\]", readelf("-d"))
     interp = re.search(r"Requesting program interpreter: (.+?)\]", readelf("-l"))
@@ -79,20 +77,20 @@ def test_tidy_loader_is_not_called_packed_or_self_modifying(tmp_path: Path) -> N
 
 
 def test_imported_function_list_is_bounded() -> None:
-    result = run(LS, max_symbols=3)
+    result = run(ELF_SAMPLE, max_symbols=3)
     assert len(result.data["symbols"]["imported_functions"]) <= 3
     assert "symbol_limit_reached" in result.anomalies
 
 
 @pytest.mark.parametrize("cut", [10, 63, 64, 200, 3000, 40000])
 def test_truncated_copies_give_partial_results(tmp_path: Path, cut: int) -> None:
-    result = run(write(tmp_path, "cut", LS.read_bytes()[:cut]))
+    result = run(write(tmp_path, "cut", ELF_SAMPLE.read_bytes()[:cut]))
     assert result.anomalies
     assert "elf.malformed" in result.heuristic_ids()
 
 
 def test_mutated_copies_never_escape(tmp_path: Path) -> None:
-    original = bytearray(LS.read_bytes())
+    original = bytearray(ELF_SAMPLE.read_bytes())
     rng = random.Random(5)
     for round_ in range(40):
         data = bytearray(original)

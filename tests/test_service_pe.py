@@ -12,9 +12,9 @@ import pytest
 
 from assay.services.base import FileRequest, Result
 from assay.services.pe import PE
+from tests.paths import PE_SAMPLES
 
-SITE = Path(pefile.__file__).resolve().parent
-LAUNCHERS = sorted(SITE.glob("setuptools/*.exe")) + sorted(SITE.glob("pip/_vendor/distlib/*.exe"))
+LAUNCHERS = sorted(PE_SAMPLES.glob("*.exe"))  # setuptools launchers: PE32 console and PE32+ GUI
 
 
 def run(path: Path, **params: object) -> Result:
@@ -149,11 +149,9 @@ CODE = 0x60000020  # code, execute, read
 RWX = 0xE0000020
 
 
-@pytest.fixture(scope="module")
-def launcher() -> Path:
-    if not LAUNCHERS:
-        pytest.skip("no launcher executables in site-packages")
-    return LAUNCHERS[0]
+@pytest.fixture(scope="module", params=LAUNCHERS, ids=lambda p: p.name)
+def launcher(request: pytest.FixtureRequest) -> Path:
+    return request.param
 
 
 def test_launcher_headers_imports_and_imphash_match_pefile(launcher: Path) -> None:
@@ -171,10 +169,12 @@ def test_launcher_headers_imports_and_imphash_match_pefile(launcher: Path) -> No
 
 
 def test_every_launcher_parses_without_anomalies() -> None:
+    formats = set()
     for path in LAUNCHERS:
         result = run(path)
         assert "pe.malformed" not in result.heuristic_ids(), path
-        assert result.data["header"]["format"] in ("PE32", "PE32+")
+        formats.add(result.data["header"]["format"])
+    assert formats == {"PE32", "PE32+"}
 
 
 def test_packed_self_modifying_build_with_forged_timestamp(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
 """The YARA service and rule-set store: bundled rules, live rule changes, scores, bounds,
-and the same matches as the ``yara`` command line tool over files of this machine."""
+and the same matches as the ``yara`` command line tool over the generated corpus of ``tests/corpus.py``."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
@@ -18,6 +17,7 @@ import yara
 from assay.services.base import FileRequest, Result
 from assay.services.lib import rulesets
 from assay.services.yara import Yara, render_bytes
+from tests.corpus import corpus
 
 
 def scan(path: Path, **params: Any) -> Result:
@@ -299,11 +299,6 @@ def test_scan_errors_become_anomalies(
 
 # --- same answers as the yara command line tool ------------------------------------------
 
-CORPUS_ROOTS = ("/usr/bin", "/usr/lib", "/usr/share", "/etc")
-CORPUS_PER_ROOT = 75
-CORPUS_MAX_SIZE = 5 << 20
-CORPUS_CANDIDATES = 3000
-
 COMPARISON_RULES = {
     "formats": r"""
 rule elf_file : binary { meta: severity = "info" condition: uint32(0) == 0x464C457F }
@@ -322,25 +317,6 @@ rule email_like { strings: $e = /[a-z0-9._-]{2,20}@[a-z0-9-]{2,20}\.(org|com|net
 rule glibc_version { strings: $v = /GLIBC_2\.[0-9]{1,2}/ condition: $v and filesize < 3MB }
 """,
 }
-
-
-def _corpus() -> list[Path]:
-    files: list[Path] = []
-    for root in CORPUS_ROOTS:
-        candidates: list[Path] = []
-        for folder, dirs, names in os.walk(root):
-            dirs.sort()
-            for name in sorted(names):
-                path = Path(folder) / name
-                if re.search(r"\s", str(path)) or path.is_symlink() or not path.is_file():
-                    continue
-                if 0 < path.stat().st_size <= CORPUS_MAX_SIZE and os.access(path, os.R_OK):
-                    candidates.append(path)
-            if len(candidates) >= CORPUS_CANDIDATES:
-                break
-        step = max(1, len(candidates) // CORPUS_PER_ROOT)
-        files.extend(candidates[::step][:CORPUS_PER_ROOT])
-    return files
 
 
 Matches = dict[tuple[str, str], set[tuple[str, int]]]
@@ -378,14 +354,13 @@ def _service_matches(rules_dir: Path, files: list[Path]) -> Matches:
     return matches
 
 
-@pytest.mark.skipif(shutil.which("yara") is None, reason="needs the Debian package yara")
 def test_matches_equal_the_yara_command_line_tool(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     for name, source in COMPARISON_RULES.items():
         rulesets.add_rule_set(rules_dir, name, source)
     rule_files = {name: rules_dir / f"{name}.yar" for name in COMPARISON_RULES}
-    files = _corpus()
-    assert len(files) >= 200
+    files = corpus(tmp_path / "corpus")
+    assert len(files) >= 500 and not any(re.search(r"\s", str(path)) for path in files)  # one path a line
     expected = _cli_matches(rule_files, files, tmp_path)
     got = _service_matches(rules_dir, files)
     assert set(got) == set(expected)
