@@ -63,7 +63,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     else:
         url = request.getfixturevalue("pg_url")
         if url is None:
-            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432: start it (.ci/run does)")
         eng = create_engine(url)
         with eng.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(t.name for t in INTEL_TABLES)} RESTART IDENTITY CASCADE"))
