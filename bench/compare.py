@@ -11,8 +11,9 @@ tree is faster for rates, slower for seconds; see ``higher_is_better``).
     .venv/bin/python bench/compare.py --before /tmp/assay-before --script ingest_e2e.py --rounds 3
     .venv/bin/python bench/compare.py --before /tmp/assay-before --script services.py --rounds 3 -- --repeat 2
 
-``--same-workload`` copies this tree's workload builders (``tests/corpus.py``) over the earlier
-tree's first, so both sides measure the same files (the earlier one sampled the machine's own).
+``--same-workload`` copies this tree's benchmark script and the workload it builds (corpus
+writers, document builders, shipped samples) over the earlier tree's first, so both sides run
+the same script on the same files and only the ``assay`` package differs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,24 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
-WORKLOAD_FILES = ("tests/corpus.py",)
+WORKLOAD = (
+    "bench/services.py",
+    "bench/ingest_e2e.py",
+    "tests/corpus.py",
+    "tests/formats.py",
+    "tests/paths.py",
+    "tests/test_service_documents.py",
+    "tests/data",
+)
+
+
+def copy_workload(tree: Path) -> None:
+    for name in WORKLOAD:
+        source, target = HERE / name, tree / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, target)
 
 
 def run_side(tree: Path, script: str, extra: list[str]) -> dict[str, Any]:
@@ -87,13 +105,12 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="a worktree of the earlier commit")
     parser.add_argument("--script", required=True, choices=("ingest_e2e.py", "services.py"))
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--same-workload", action="store_true", help="copy this tree's tests/corpus.py over")
+    parser.add_argument("--same-workload", action="store_true", help="this tree's script and workload on both sides")
     parser.add_argument("extra", nargs="*", help="arguments for the script (after --)")
     args = parser.parse_args()
     before_tree = args.before.resolve()
     if args.same_workload:
-        for name in WORKLOAD_FILES:
-            shutil.copyfile(HERE / name, before_tree / name)
+        copy_workload(before_tree)
     sides = {"before": before_tree, "after": HERE}
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for index in range(args.rounds):
