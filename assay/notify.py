@@ -6,7 +6,7 @@ neither lose one nor send one twice; a pop deletes what it returns in one transa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select
@@ -14,12 +14,9 @@ from sqlalchemy.orm import Session
 
 from assay.db import bulk, models
 from assay.db.base import utcnow
+from assay.timestamps import iso_utc
 
 MAX_PAGE = 10_000
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def complete_ingests(session: Session, sid: str, score: int | None, failure: str) -> int:
@@ -66,7 +63,7 @@ def finish(
     now: datetime,
 ) -> Finished:
     """How an ingest ends, whether at once (cache hit, skip) or when its submission completes."""
-    final = {**message, "score": score, "failure": failure, "notify_time": iso(now)}
+    final = {**message, "score": score, "failure": failure, "notify_time": iso_utc(now)}
     sent = bool(queue) and not suppressed(threshold, score)
     notification = {"user": user, "queue": queue, "message": final, "created": now} if sent else None
     return Finished(final, "dropped" if failure else "notified", notification)

@@ -19,7 +19,7 @@ import pytest
 
 from assay.config import load_settings
 from assay.iot.capture import analyse_capture
-from assay.iot.onhub import Limits, analyse
+from assay.iot.onhub import OnHubLimits, analyse
 from assay.iotinsight import cases, detect, paths
 from tests.builders import captures
 from tests.conftest import Server, make_server
@@ -173,7 +173,7 @@ def test_onhub_report_from_server_path_lists_its_stations(client: httpx.Client, 
     assert wait_done(client, task_id)[-1] == "success"
     result = client.get(f"/task/result/{task_id}").json()
     stations = result["results"]["OnHubReport"]["stations"]
-    expected = analyse(path.read_bytes(), Limits()).data["stations"]
+    expected = analyse(path.read_bytes(), OnHubLimits()).data["stations"]
     assert {s["mac"] for s in stations} == {s["mac"] for s in expected} and len(stations) > 10
     assert len(result["file_tree"]) > 1  # the embedded files came out as children
 
@@ -265,7 +265,7 @@ def test_case_merges_the_same_mac_across_two_captures_and_sorts_the_timeline(
 
 def test_case_joins_a_capture_host_with_an_onhub_station(client: httpx.Client, layout: dict[str, Path]
                                                          ) -> None:
-    report = analyse((CASE_DATA / "004-Onhub-diagnostic-report").read_bytes(), Limits())
+    report = analyse((CASE_DATA / "004-Onhub-diagnostic-report").read_bytes(), OnHubLimits())
     station = report.data["stations"][0]["mac"]
     folder = layout["root"] / "joined"
     folder.mkdir()

@@ -20,9 +20,9 @@ def test_settings_layers_defaults_file_and_environment(tmp_path: Path) -> None:
     settings = load_settings(
         ini, tmp_path / "d", environ={"ASSAY_LIMITS_MAX_DEPTH": "4", "ASSAY_QUEUE_BROKER_URL": ""}
     )
-    assert settings.get_int("web", "port") == 9000
-    assert settings.get_int("limits", "max_depth") == 4
-    assert settings.get_int("limits", "max_extracted_ingest") == 100
+    assert settings.web.port == 9000
+    assert settings.limits.max_depth == 4
+    assert settings.limits.max_extracted_ingest == 100
     assert settings.database_url == f"sqlite:///{tmp_path / 'd' / 'assay.db'}"
     assert settings.embedded and settings.storage_path == tmp_path / "d" / "files"
 
@@ -34,17 +34,13 @@ def test_iotinsight_redis_section_is_an_alias_for_the_broker(tmp_path: Path) -> 
     )
     settings = load_settings(ini, tmp_path, environ={})
     assert settings.broker_url == "redis://127.0.0.1:6379/2" and not settings.embedded
-    assert settings.get_int("web", "port") == 31337
+    assert settings.web.port == 31337
 
 
 def test_bad_configuration_values_name_their_key(tmp_path: Path) -> None:
-    settings = load_settings(
-        None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"}
-    )
-    with pytest.raises(ConfigError, match=r"\[web\] port"):
-        settings.get_int("web", "port")
-    with pytest.raises(ConfigError, match=r"\[web\] threaded"):
-        settings.get_bool("web", "threaded")
+    with pytest.raises(ConfigError, match=r"ASSAY_WEB_PORT: \[web\] port") as raised:
+        load_settings(None, tmp_path, environ={"ASSAY_WEB_PORT": "eighty", "ASSAY_WEB_THREADED": "maybe"})
+    assert "[web] threaded" in str(raised.value)
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.ini", tmp_path, environ={})
 

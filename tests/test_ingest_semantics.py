@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from assay import notify
 from assay.config import Settings
-from assay.db.models import Ingest, Result, Submission, SubmissionFile, SubmissionResult, TagRecord
+from assay.db.models import Ingest, ResultRecord, Submission, SubmissionFile, SubmissionResult, TagRecord
 from assay.db.session import get_engine, session_scope
 from assay.execution import queue
 from assay.execution.worker import Worker
@@ -162,7 +162,7 @@ def test_nul_characters_in_analysis_output_do_not_sink_the_batch(tmp_path: Path,
     assert work_once(settings, "nul-worker", limit=2) == 2  # both in one recording transaction
     with session_scope(get_engine(settings.database_url)) as session:
         states = {s.sid: s.state for s in session.scalars(select(Submission))}
-        quoted = session.scalars(select(Result).where(Result.service == "NulQuoter")).all()
+        quoted = session.scalars(select(ResultRecord).where(ResultRecord.service == "NulQuoter")).all()
         tags = session.scalars(select(TagRecord.value).where(TagRecord.type == "file.string.extracted")).all()
     assert states == {hostile: "completed", plain: "completed"}
     [body] = [r.body for r in quoted if r.body["sections"]]

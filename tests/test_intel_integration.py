@@ -17,7 +17,7 @@ from assay.db.models import Submission
 from assay.db.session import dispose_all, get_engine, session_scope
 from assay.execution.worker import Worker
 from assay.filestore import FileStore
-from assay.intel import batches
+from assay.intel import batch_queue
 from assay.intel.models import Batch, FileOccurrence, Group, GroupIndicator, Indicator
 from tests.conftest import Server, drop_pg, local_settings, new_pg_url, run_assay, submit_file, work_once
 
@@ -281,14 +281,14 @@ def test_a_batch_quoting_nul_characters_completes_on_postgresql(tmp_path: Path) 
         }
         stored = FileStore(settings.storage_path).put_bytes(json.dumps(document).encode())
         with session_scope(engine) as session:
-            batch_id = batches.create(session, "admin", {"owner": "Org", "haltOnError": False}).id
-            batches.upload(session, batch_id, "admin", stored.sha256)
-        assert batches.claim(engine, "nul-worker", 60) == batch_id
-        batches.run(engine, FileStore(settings.storage_path), batch_id, "nul-worker")
+            batch_id = batch_queue.create(session, "admin", {"owner": "Org", "haltOnError": False}).id
+            batch_queue.upload(session, batch_id, "admin", stored.sha256)
+        assert batch_queue.claim(engine, "nul-worker", 60) == batch_id
+        batch_queue.run(engine, FileStore(settings.storage_path), batch_id, "nul-worker")
         with session_scope(engine, readonly=True) as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None and batch.state == "Completed"  # its errors quote the items, NUL and all
-            errors = batches.errors(batch)
+            errors = batch_queue.errors(batch)
         assert len(errors) == 2 and all("NUL" in e["errorReason"] for e in errors)
     finally:
         dispose_all()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from assay.intel import Job, batch, store
+from assay.intel import Job, batch_document, store
 from assay.intel.models import (
     FileOccurrence,
     Group,
@@ -411,7 +411,7 @@ def test_v2_batch_document(engine: Engine) -> None:
         "action": "Create",
         "attributeWriteType": "Replace",
     }
-    result = batch.submit(V2_DOCUMENT, settings, engine)
+    result = batch_document.submit(V2_DOCUMENT, settings, engine)
     assert result.exit_code == 3
     assert [(e.code, e.kind) for e in result.errors] == [(0x1006, "group")]
     groups = {g["xid"]: g for g in rows(engine, Group)}
@@ -424,17 +424,17 @@ def test_v2_batch_document(engine: Engine) -> None:
     assert files["file-2"]["summary"] == "d41d8cd98f00b204e9800998ecf8427e"
     [occ] = rows(engine, FileOccurrence)
     assert occ["date"] == datetime(2020, 2, 3, 2, 0, tzinfo=UTC)
-    again = batch.submit(V2_DOCUMENT, settings, engine)
+    again = batch_document.submit(V2_DOCUMENT, settings, engine)
     assert again.exit_code == 3 and all(c.saved == 0 for c in again.counts.values())
 
 
 def test_v2_batch_rejects_malformed_documents(engine: Engine) -> None:
-    result = batch.submit(b"{not json", {"owner": "Org"}, engine)
+    result = batch_document.submit(b"{not json", {"owner": "Org"}, engine)
     assert (result.exit_code, result.errors[0].code) == (1, 0x1003)
-    result = batch.submit({"indicator": {}}, {"owner": "Org"}, engine)
+    result = batch_document.submit({"indicator": {}}, {"owner": "Org"}, engine)
     assert (result.exit_code, result.errors[0].code) == (1, 0x1003)
     with pytest.raises(ValueError):
-        batch.BatchSettings.from_dict({"owner": "Org", "bogus": 1})
+        batch_document.BatchSettings.from_dict({"owner": "Org", "bogus": 1})
 
 
 def test_delete_action_removes_single_associations_and_occurrences(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.iot.capture import Analysis, analyse_capture
+from assay.iot.capture import CaptureAnalysis, analyse_capture
 from assay.services.base import FileRequest
 from assay.services.network_capture import NetworkCapture
 from tests.builders import captures
@@ -264,7 +264,7 @@ def test_limits_are_parameters_and_flag_anomalies(tmp_path: Path) -> None:
     assert "table_limit_reached:dns" in report["anomalies"]
     report = analyse_capture(path, max_bytes=24 + 5 * len(packets[0][1]) + 80)
     assert report["stats"]["packets"] == 5 and "byte_limit_reached" in report["anomalies"]
-    analysis = Analysis(http_capture(tmp_path), {"max_carve_count": 1, "max_carve_size": 4})
+    analysis = CaptureAnalysis(http_capture(tmp_path), {"max_carve_count": 1, "max_carve_size": 4})
     analysis.run()
     assert len(analysis.report.carved) == 1 and len(analysis.report.carved[0][2]) == 4
     assert {"carve_count_limit_reached", "carve_size_limit_reached"} <= set(analysis.report.anomalies)

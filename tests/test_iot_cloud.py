@@ -21,7 +21,7 @@ import pytest
 
 from assay.iot.cloud import (
     CollectorError,
-    Limits,
+    FetchLimits,
     analyse_bundle,
     bundle_bytes,
     collect_alexa,
@@ -42,7 +42,7 @@ SCRAPE = CASE_DATA / "005-Amazon-Echo-Alexa-Web-Scrape.zip"
 
 TOKEN = "st-Pat-7c1e2f9a-SECRET-4b1d"
 COOKIE = "session-id=133-SECRETSESSION-77; csrf=CSRF-SECRET-9911; at-main=Atza|SECRETATZA"
-FAST = Limits(timeout=2.0, retries=3, backoff=0.001, max_backoff=0.01, max_seconds=20)
+FAST = FetchLimits(timeout=2.0, retries=3, backoff=0.001, max_backoff=0.01, max_seconds=20)
 
 # --- a fake cloud: routes answer like the documented APIs ----------------------------------
 
@@ -262,7 +262,7 @@ def test_forbidden_endpoint_is_recorded_and_collection_goes_on(cloud: FakeCloud)
 def test_time_budget_stops_the_collection_and_keeps_what_was_gathered(cloud: FakeCloud) -> None:
     smartthings_routes(cloud)
     cloud.routes["/v1/locations/loc-1"] = lambda q, h: (0, {}, b"1.0")
-    limits = Limits(timeout=5.0, retries=2, backoff=0.001, max_backoff=0.01, max_seconds=0.4)
+    limits = FetchLimits(timeout=5.0, retries=2, backoff=0.001, max_backoff=0.01, max_seconds=0.4)
     bundle = collect_smartthings(TOKEN, cloud.url + "/v1", limits=limits)
     assert bundle["responses"]["/locations"][0]["locationId"] == "loc-1"
     budget = [e for e in bundle["errors"] if e["kind"] == "time_budget"]
@@ -287,7 +287,7 @@ def test_missing_token_and_bad_base_url_are_refused() -> None:
 # --- hostile answers -------------------------------------------------------------------------
 
 
-def fetcher(cloud: FakeCloud, limits: Limits = FAST, sleeps: list[float] | None = None) -> Fetcher:
+def fetcher(cloud: FakeCloud, limits: FetchLimits = FAST, sleeps: list[float] | None = None) -> Fetcher:
     record = sleeps.append if sleeps is not None else (lambda _s: None)
     return Fetcher(cloud.url, {"Authorization": f"Bearer {TOKEN}"}, secrets=(TOKEN,), limits=limits, sleep=record)
 
@@ -296,7 +296,7 @@ def test_retry_after_is_honoured_but_bounded_and_backoff_doubles(cloud: FakeClou
     cloud.routes["/x"] = lambda q, h: reply({"ok": True})
     cloud.failures["/x"] = [reply({}, 429, **{"Retry-After": "3600"})]
     sleeps: list[float] = []
-    limits = Limits(retries=3, backoff=0.001, max_backoff=0.02)
+    limits = FetchLimits(retries=3, backoff=0.001, max_backoff=0.02)
     with fetcher(cloud, limits, sleeps) as f:
         assert f.get_json("/x") == {"ok": True}
         assert sleeps == [0.02]
@@ -318,7 +318,7 @@ def test_server_errors_give_up_after_the_retries(cloud: FakeCloud) -> None:
 
 def test_slow_server_times_out(cloud: FakeCloud) -> None:
     cloud.routes["/slow"] = lambda q, h: (0, {}, b"1.0")
-    limits = Limits(timeout=0.2, retries=1, backoff=0.001, max_backoff=0.01)
+    limits = FetchLimits(timeout=0.2, retries=1, backoff=0.001, max_backoff=0.01)
     with fetcher(cloud, limits) as f, pytest.raises(CollectorError) as caught:
         f.get_json("/slow")
     assert caught.value.kind == "timeout"
@@ -330,7 +330,7 @@ def test_non_json_and_oversized_bodies_are_refused(cloud: FakeCloud) -> None:
     cloud.routes["/html"] = lambda q, h: (200, {"Content-Type": "text/html"}, b"<html>login</html>")
     cloud.routes["/big"] = lambda q, h: (200, {}, big)
     cloud.routes["/big-chunked"] = lambda q, h: (200, {"X-No-Length": "1", "Connection": "close"}, big)
-    limits = Limits(max_bytes=10_000, retries=0)
+    limits = FetchLimits(max_bytes=10_000, retries=0)
     with fetcher(cloud, limits) as f:
         for path, kind in (("/html", "bad_response"), ("/big", "too_large"), ("/big-chunked", "too_large")):
             with pytest.raises(CollectorError) as caught:
@@ -364,12 +364,12 @@ def test_pagination_is_bounded_by_pages_items_and_loops(cloud: FakeCloud) -> Non
 
     cloud.routes["/e"] = endless
     cloud.routes["/loop"] = lambda q, h: reply({"items": [1], "_links": {"next": {"href": "/loop?a=1"}}})
-    with fetcher(cloud, Limits(max_pages=4, max_items=1000)) as f:
+    with fetcher(cloud, FetchLimits(max_pages=4, max_items=1000)) as f:
         paged = f.paginate("/e")
         assert paged.pages == 4 and paged.stopped is not None and paged.stopped.kind == "page_limit"
         looped = f.paginate("/loop")
         assert looped.stopped is not None and looped.stopped.kind == "page_loop"
-    with fetcher(cloud, Limits(max_pages=100, max_items=12)) as f:
+    with fetcher(cloud, FetchLimits(max_pages=100, max_items=12)) as f:
         paged = f.paginate("/e")
         assert len(paged.items) == 12 and paged.stopped is not None and paged.stopped.kind == "item_limit"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from assay.db.models import Result, SubmissionFile
+from assay.db.models import ResultRecord, SubmissionFile
 from assay.db.session import get_engine, session_scope
 from tests.conftest import local_settings, submit_file, work_once
 from tests.paths import CASE_DATA
@@ -26,7 +26,7 @@ def test_the_dfrws_alexa_scrape_becomes_a_timeline_and_its_recordings_children(t
     work_once(settings, "cloud-worker")
     with session_scope(engine) as session:
         [cloud] = session.scalars(
-            select(Result).where(Result.sha256 == stored.sha256, Result.service == "CloudAccount")
+            select(ResultRecord).where(ResultRecord.sha256 == stored.sha256, ResultRecord.service == "CloudAccount")
         ).all()
         children = {Path(n.name).name for n in session.scalars(select(SubmissionFile).where(SubmissionFile.sid == sid))}
     data = cloud.body["data"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.iot.onhub import Limits, analyse, looks_like_onhub
+from assay.iot.onhub import OnHubLimits, analyse, looks_like_onhub
 from assay.iot.onhub import textproto as tp
 from assay.services import registry
 from assay.services.base import FileRequest, Result
@@ -409,11 +409,11 @@ def test_every_truncation_gives_a_partial_result(tmp_path: Path) -> None:
     data = crafted_report()
     step = max(1, len(data) // 150)
     for cut in range(1, len(data), step):
-        analysis = analyse(data[:cut], Limits())
+        analysis = analyse(data[:cut], OnHubLimits())
         # a cut between two fields is a valid, shorter report: only the missing time tells
         assert {"report_truncated_or_corrupt", "report_time_missing"} & set(analysis.anomalies)
         json.dumps(analysis.data)
-    late = analyse(data[:-3], Limits())
+    late = analyse(data[:-3], OnHubLimits())
     assert late.data["network"]["wireless"]["ssid"] == "Lab"
     assert late.data["report"]["complete"] is False
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "assay"
-SHARED = {"config", "fastjson", "filestore", "ids"}
+SHARED = {"config", "fastjson", "filestore", "ids", "timestamps"}
 STORES = {"notify", "params", "safelist", "users"}
 EVERYTHING = {"*"}
 
@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "results": {"services", "db", "notify", *SHARED},
     "safelist": {"services", "db"},
     "users": {"db"},
-    "notify": {"db"},
+    "notify": {"db", "timestamps"},
     "params": {"db"},
     "services": {"iot"},
     "iot": set(),

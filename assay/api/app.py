@@ -26,7 +26,7 @@ def _is_al_path(path: str) -> bool:
 
 
 def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True) -> FastAPI:
-    """Build the app; in scale-out mode it also runs the publisher that feeds Celery."""
+    """Build the app; in scale-out mode it also runs the token sender that feeds Celery."""
     engine = get_engine(settings.database_url)
     if migrate:
         upgrade(engine)
@@ -42,13 +42,13 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if publish and not settings.embedded:
-            from assay.execution.broker import Publisher
+            from assay.execution.broker import TokenSender
 
-            state.publisher = Publisher(settings, engine)
-            state.publisher.start()
+            state.token_sender = TokenSender(settings, engine)
+            state.token_sender.start()
         yield
-        if state.publisher is not None:
-            state.publisher.stop()
+        if state.token_sender is not None:
+            state.token_sender.stop()
 
     app = FastAPI(
         title="Assay",

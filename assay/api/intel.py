@@ -15,7 +15,7 @@ from assay.api.state import state_of
 from assay.db import models as core
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
-from assay.intel import batches
+from assay.intel import batch_queue
 from assay.intel.models import FileOccurrence, Group, GroupIndicator, Indicator, Owner
 from assay.intel.publish import report_xid
 
@@ -37,9 +37,9 @@ async def create_batch(request: Request, user: Submitter) -> JSONResponse:
     state = state_of(request)
     try:
         with session_scope(state.engine) as session:
-            batch = batches.create(session, user.name, settings)
+            batch = batch_queue.create(session, user.name, settings)
             batch_id = batch.id
-    except batches.BatchError as exc:
+    except batch_queue.BatchError as exc:
         raise ApiError(400, f"batch settings refused: {exc}") from None
     return ok({"status": "Success", "data": {"batchId": batch_id}, "batchId": batch_id})
 
@@ -51,16 +51,16 @@ async def upload_batch(batch_id: BatchId, request: Request, user: Submitter) -> 
     if not body:
         raise ApiError(400, "the batch content is empty")
     try:
-        stored = state.store.put_bytes(body, state.settings.get_int("limits", "max_file_size", 100 << 20))
+        stored = state.store.put_bytes(body, state.settings.limits.max_file_size)
     except FileTooLarge as exc:
         raise ApiError(413, str(exc)) from None
     try:
         with session_scope(state.engine) as session:
-            batch = batches.upload(session, batch_id, user.name, stored.sha256)
-            answer = batches.status(batch)
+            batch = batch_queue.upload(session, batch_id, user.name, stored.sha256)
+            answer = batch_queue.status(batch)
     except LookupError as exc:
         raise ApiError(404, str(exc)) from None
-    except batches.BatchError as exc:
+    except batch_queue.BatchError as exc:
         raise ApiError(409, str(exc)) from None
     state.work_added()
     return ok(answer)
@@ -78,13 +78,13 @@ def _batch(session: Session, batch_id: int, user: str) -> Any:
 @router.get("/batch/{batch_id}/", summary="A batch's status and counts")
 def batch_status(batch_id: BatchId, request: Request, user: User) -> JSONResponse:
     with session_scope(state_of(request).engine, readonly=True) as session:
-        return ok(batches.status(_batch(session, batch_id, user.name)))
+        return ok(batch_queue.status(_batch(session, batch_id, user.name)))
 
 
 @router.get("/batch/{batch_id}/errors/", summary="A batch's errors")
 def batch_errors(batch_id: BatchId, request: Request, user: User) -> JSONResponse:
     with session_scope(state_of(request).engine, readonly=True) as session:
-        return ok(batches.errors(_batch(session, batch_id, user.name)))
+        return ok(batch_queue.errors(_batch(session, batch_id, user.name)))
 
 
 # -- browsing ----------------------------------------------------------------------------------

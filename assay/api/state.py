@@ -15,7 +15,7 @@ from assay.intake.committer import Committer
 from assay.intake.ingest import Intake
 
 if TYPE_CHECKING:
-    from assay.execution.broker import Publisher
+    from assay.execution.broker import TokenSender
     from assay.iotinsight.accounts import AccountRunner
 
 
@@ -26,14 +26,14 @@ class AppState:
     store: FileStore
     intake: Intake
     committer: Committer
-    publisher: Publisher | None = None
+    token_sender: TokenSender | None = None
     sessions: dict[str, tuple[object, float]] = field(default_factory=dict)
     _accounts: AccountRunner | None = field(default=None, init=False, repr=False)
     _accounts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def work_added(self) -> None:
-        if self.publisher is not None:
-            self.publisher.wake()
+        if self.token_sender is not None:
+            self.token_sender.wake()
 
     def accounts(self) -> AccountRunner:
         """The pool that collects cloud accounts, made by the first account task.
@@ -53,8 +53,8 @@ class AppState:
         return AccountRunner(
             Pipeline(self.engine, self.settings, self.store, self.intake),
             on_work=self.work_added,
-            workers=self.settings.get_int("tasks", "account_workers", 4),
-            max_waiting=self.settings.get_int("tasks", "account_max_waiting", 64),
+            workers=self.settings.tasks.account_workers,
+            max_waiting=self.settings.tasks.account_max_waiting,
         )
 
 

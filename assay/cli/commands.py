@@ -29,11 +29,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure(settings)
     upgrade(get_engine(settings.database_url))
     _first_run_admin(settings)
-    host = args.host or settings.get("web", "host", "127.0.0.1")
-    port = args.port or settings.get_int("web", "port", 8000)
+    host = args.host or settings.web.host
+    port = args.port or settings.web.port
     cert, key = (
-        args.tls_cert or settings.get("web", "tls_cert"),
-        args.tls_key or settings.get("web", "tls_key"),
+        args.tls_cert or settings.web.tls_cert,
+        args.tls_key or settings.web.tls_key,
     )
     if bool(cert) != bool(key):
         raise CliError("HTTPS needs both --tls-cert and --tls-key")
@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for tls_file in (cert, key):
         if tls_file and not os.access(tls_file, os.R_OK):
             raise CliError(f"cannot read TLS file {tls_file}")
-    workers = args.workers if args.workers is not None else settings.get_int("queue", "workers", 2)
+    workers = args.workers if args.workers is not None else settings.queue.workers
     supervisor = None
     if settings.embedded and workers > 0:
         supervisor = Supervisor(settings, workers, getattr(args, "config", None))
@@ -229,7 +229,7 @@ class LocalBackend:
         self.sessions = session_scope
         self.store = FileStore(settings.storage_path)
         self.intake = Intake(settings)
-        self.limit = settings.get_int("limits", "max_file_size", 100 << 20)
+        self.limit = settings.limits.max_file_size
         with session_scope() as session:
             found = users.find_user(session, user)
             if found is None:

@@ -134,7 +134,7 @@ class SubmissionFile(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class Result(Base):
+class ResultRecord(Base):
     """One service's findings on one content; keyed so identical reruns reuse it."""
 
     __tablename__ = "results"

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assay import fastjson
-from assay.config import Settings
+from assay.config import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,11 +71,16 @@ def _create(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(url, pool_size=10, max_overflow=20, **_JSON)
+    engine = create_engine(url, pool_size=_pool_size(), max_overflow=20, **_JSON)
     event.listen(engine, "connect", _note_idle)
     event.listen(engine, "checkin", _note_idle)
     event.listen(engine, "checkout", _ping_after_idle(engine))
     return engine
+
+
+def _pool_size() -> int:
+    """``[database] pool_size`` of the process settings; an engine made before :func:`configure` gets the default."""
+    return (_default_settings.database if _default_settings else DatabaseSettings()).pool_size
 
 
 PING_AFTER_IDLE = 5.0  # seconds a pooled PostgreSQL connection may sit unused before it is pinged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from assay.services.base import Service
@@ -30,11 +31,21 @@ class StoredResult:
     new: bool
 
 
+class ErrorKind(StrEnum):
+    """Why a service gave no result; stored as ``service_errors.error_type`` and shown upper-cased."""
+
+    EXCEPTION = "exception"  # the service raised, or ran out of memory
+    TIMEOUT = "timeout"  # it overran its time limit
+    CRASH = "crash"  # it killed its sandbox (or crashed on this file before)
+    EXTRACT = "extract"  # an extracted child could not be stored
+    FAILED = "failed"  # the whole submission could not be analysed
+
+
 @dataclass
 class ErrorRecord:
     sha256: str
     service: str
-    kind: str
+    kind: ErrorKind
     message: str
 
 

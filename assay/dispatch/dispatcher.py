@@ -25,7 +25,7 @@ from assay.config import Settings
 from assay.db import models
 from assay.db.base import storable
 from assay.db.session import session_scope, write_isolating
-from assay.dispatch.analysis import Analysis, ErrorRecord, FileNode, StoredResult
+from assay.dispatch.analysis import Analysis, ErrorKind, ErrorRecord, FileNode, StoredResult
 from assay.dispatch.provisions import Provisions
 from assay.dispatch.record import record, record_failure
 from assay.dispatch.sandbox import Call, Sandbox, ServiceFailure
@@ -74,10 +74,10 @@ class Dispatcher:
         self.store = store
         self.sandbox = sandbox
         self.worker_id = worker_id
-        self.max_file_size = settings.get_int("limits", "max_file_size", 100 << 20)
-        self.timeout = float(settings.get_int("limits", "service_timeout", 60))
-        self.attempts = settings.get_int("limits", "service_attempts", 3)
-        self.disabled = {s.lower() for s in settings.get_list("services", "disabled")}
+        self.max_file_size = settings.limits.max_file_size
+        self.timeout = float(settings.limits.service_timeout)
+        self.attempts = settings.limits.service_attempts
+        self.disabled = {s.lower() for s in settings.services.disabled}
         self._prefetched: dict[str, dict[str, StoredResult]] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix=f"assay-{worker_id}-"))
 
@@ -209,9 +209,8 @@ class Dispatcher:
             if service.stage != Stage.IDENTIFY and not service.accepts_type(file_type):
                 continue
             if crashes.get((node.sha256, service.name), 0) >= self.attempts:
-                analysis.errors.append(
-                    ErrorRecord(node.sha256, service.name, "crash", "service crashed on this file before; not retried")
-                )
+                reason = "service crashed on this file before; not retried"
+                analysis.errors.append(ErrorRecord(node.sha256, service.name, ErrorKind.CRASH, reason))
                 continue
             options = service.options(params.service_spec.get(service.name))
             provided, key_view = self.provisions.for_service(service, params, info)
@@ -250,7 +249,7 @@ class Dispatcher:
             outcome = next(outcomes)
             if isinstance(outcome, ServiceFailure):
                 analysis.errors.append(ErrorRecord(node.sha256, service.name, outcome.kind, outcome.message))
-                if outcome.kind in {"crash", "timeout"}:
+                if outcome.kind in {ErrorKind.CRASH, ErrorKind.TIMEOUT}:
                     analysis.crashes.append((node.sha256, service.name))
                 continue
             results.append(self._store_result(key, node, service, outcome, analysis))
@@ -278,7 +277,8 @@ class Dispatcher:
                 else:
                     stored = self.store.put_bytes(extracted.read(), self.max_file_size)
             except (FileTooLarge, OSError, ValueError) as exc:
-                analysis.errors.append(ErrorRecord(node.sha256, service.name, "extract", f"{extracted.name}: {exc}"))
+                reason = f"{extracted.name}: {exc}"
+                analysis.errors.append(ErrorRecord(node.sha256, service.name, ErrorKind.EXTRACT, reason))
                 continue
             children.append((extracted.name[:1024], stored.sha256, stored.size))
         heuristics = outcome.heuristic_ids()
@@ -311,7 +311,7 @@ class Dispatcher:
         """Stored results of these contents, by sha256 then key (one query for a whole batch)."""
         found: dict[str, dict[str, StoredResult]] = {sha: {} for sha in shas}
         with session_scope(self.engine, readonly=True) as session:
-            rows = session.scalars(select(models.Result).where(models.Result.sha256.in_(shas))).all()
+            rows = session.scalars(select(models.ResultRecord).where(models.ResultRecord.sha256.in_(shas))).all()
         for row in rows:
             service = registry.service(row.service)
             if service is not None:

@@ -57,7 +57,7 @@ class Provisions:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.max_depth = settings.get_int("limits", "max_depth", 6)
+        self.max_depth = settings.limits.max_depth
         self.network = safelist.NetworkSafelist(engine)
         self.rules_dir = rulesets.seed_directory(settings.yara_dir)
         self.rules_stamp = _Stamp(self.rules_dir)

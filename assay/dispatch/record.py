@@ -22,7 +22,7 @@ from assay import notify
 from assay.db import bulk, models
 from assay.db.base import storable, utcnow
 from assay.db.upsert import dialect_insert, insert_ignore
-from assay.dispatch.analysis import Analysis
+from assay.dispatch.analysis import Analysis, ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _results(session: Session, kept: Done) -> None:
     created = utcnow()
     inserted = insert_ignore(
         session,
-        models.Result.__table__,
+        models.ResultRecord.__table__,
         [
             {
                 "key": r.key,
@@ -177,7 +177,7 @@ def _errors(session: Session, kept: Done, now: datetime) -> None:
                 "sid": submission.sid,
                 "sha256": error.sha256,
                 "service": error.service,
-                "error_type": error.kind,
+                "error_type": error.kind.value,
                 "message": storable(error.message),
                 "created": now,
             }
@@ -208,11 +208,11 @@ def record_failure(session: Session, worker_id: str, sid: str, reason: str) -> N
     submission.error_count = max(submission.error_count, 1)
     session.merge(
         models.ServiceError(
-            key=f"{sid}.{submission.sha256}.dispatcher.failed",
+            key=f"{sid}.{submission.sha256}.dispatcher.{ErrorKind.FAILED}",
             sid=sid,
             sha256=submission.sha256,
             service="dispatcher",
-            error_type="failed",
+            error_type=ErrorKind.FAILED.value,
             message=reason,
             created=now,
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from assay.dispatch.analysis import ErrorKind
 from assay.services.base import FileRequest, Result
 
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -32,9 +33,9 @@ class Call:
 
 @dataclass(frozen=True)
 class ServiceFailure:
-    """Why a service produced no result: ``exception``, ``timeout`` or ``crash``."""
+    """Why a service produced no result: an exception, a timeout or a crash."""
 
-    kind: str
+    kind: ErrorKind
     message: str
 
 
@@ -61,19 +62,19 @@ def _child_main(conn: Connection, memory_mb: int, extra_modules: tuple[str, ...]
 def _run_one(registry: Any, name: str, request: FileRequest) -> Result | ServiceFailure:
     service = registry.service(name)
     if service is None:
-        return ServiceFailure("exception", f"no service named {name}")
+        return ServiceFailure(ErrorKind.EXCEPTION, f"no service named {name}")
     try:
         return service.execute(request)
     except MemoryError:
-        return ServiceFailure("exception", "ran out of memory (limit reached)")
+        return ServiceFailure(ErrorKind.EXCEPTION, "ran out of memory (limit reached)")
     except Exception as exc:  # a service bug must become an error record, not a dead worker
-        return ServiceFailure("exception", f"{type(exc).__name__}: {exc}"[:2000])
+        return ServiceFailure(ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}"[:2000])
 
 
 class Sandbox:
     """One child process executing services on behalf of one worker thread."""
 
-    def __init__(self, memory_mb: int = 2048, extra_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, memory_mb: int, extra_modules: tuple[str, ...] = ()) -> None:
         self.memory_mb = memory_mb
         self.extra_modules = extra_modules
         self._process: Any = None
@@ -109,7 +110,7 @@ class Sandbox:
                 self._kill()
                 if not fresh:
                     continue  # the child had died since the last calls: start a fresh one
-                failure = ServiceFailure("crash", f"could not start the sandbox: {exc}")
+                failure = ServiceFailure(ErrorKind.CRASH, f"could not start the sandbox: {exc}")
                 return outcomes + [failure] * len(left)
             outcomes.extend(self._answers(conn, left))
         return outcomes
@@ -123,13 +124,14 @@ class Sandbox:
                     self._kill()
                     return [
                         *answers,
-                        ServiceFailure("timeout", f"{call.service} did not finish within {call.timeout:g} s"),
+                        ServiceFailure(ErrorKind.TIMEOUT, f"{call.service} did not finish within {call.timeout:g} s"),
                     ]
                 answers.append(conn.recv())
             except (EOFError, OSError, BrokenPipeError):
                 code = self._process.exitcode if self._process is not None else None
                 self._kill()
-                return [*answers, ServiceFailure("crash", f"{call.service} crashed its process (exit code {code})")]
+                reason = f"{call.service} crashed its process (exit code {code})"
+                return [*answers, ServiceFailure(ErrorKind.CRASH, reason)]
         return answers
 
     def _kill(self) -> None:

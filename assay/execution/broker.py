@@ -22,22 +22,22 @@ ROUND_GAP = 0.05  # at most twenty rounds a second, however many ingests arrive
 IDLE_POLL = 0.5  # and at least two: leases run out and intel waits without anyone waking us
 
 
-class Publisher:
-    """A background thread of the API process (scale-out mode only)."""
+class TokenSender:
+    """Sends broker tokens from a background thread of the API process (scale-out mode only)."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         from assay.execution.celery_app import configure
 
         self.app = configure(settings)
         self.engine = engine
-        self.redispatch = settings.get_int("queue", "redispatch_seconds", 600)
-        self.take_size = max(1, settings.get_int("queue", "batch_size", 16))
-        self.intel_interval = float(settings.get_int("intel", "publish_interval", 2))
-        self.intel_enabled = settings.get_bool("intel", "publish", True)
+        self.redispatch = settings.queue.redispatch_seconds
+        self.take_size = settings.queue.batch_size
+        self.intel_interval = float(settings.intel.publish_interval)
+        self.intel_enabled = settings.intel.publish
         self._next_intel_check = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="assay-publisher", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="assay-token-sender", daemon=True)
         self.broker_up = True
         self._announced_batches: set[int] = set()
 

@@ -2,7 +2,7 @@
 
 A message carries no submission: it asks a worker to claim the best submission available
 (see :mod:`assay.execution.queue`), so priorities are decided in one place for both modes and
-a lost message costs only a delay until the publisher sends another.
+a lost message costs only a delay until the token sender sends another.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def configure(settings: Settings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
-        broker_transport_options={"visibility_timeout": settings.get_int("queue", "lease_seconds", 300) * 2},
+        broker_transport_options={"visibility_timeout": settings.queue.lease_seconds * 2},
         worker_hijack_root_logger=False,
     )
     return app
@@ -57,7 +57,7 @@ def _worker() -> Worker:
 def take_one() -> int:
     """Claim and analyse the best waiting submissions (a few at once; spare messages find none)."""
     settings = _settings or load_settings()
-    return _worker().take(settings.get_int("queue", "batch_size", 16))
+    return _worker().take(settings.queue.batch_size)
 
 
 @worker_process_shutdown.connect

@@ -35,7 +35,7 @@ def run_worker(
     if supervisor_pid is not None:
         stop_when_orphaned(supervisor_pid, stop.set)
     worker = Worker(settings, worker_id)
-    batch = settings.get_int("queue", "batch_size", 16)
+    batch = settings.queue.batch_size
     pause = IDLE_SLEEP[0]
     try:
         while not stop.is_set():

@@ -16,8 +16,8 @@ from assay.dispatch.provisions import Provisions
 from assay.dispatch.sandbox import Sandbox
 from assay.execution import queue
 from assay.filestore import FileStore
-from assay.intel import batches
-from assay.intel.publish import Publisher
+from assay.intel import batch_queue
+from assay.intel.publish import IntelPublisher
 from assay.services import registry
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,17 @@ class Worker:
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or worker_name()
-        extra = tuple(settings.get_list("services", "extra_modules"))
+        extra = settings.services.extra_modules
         registry.load_extra(extra)
-        self.sandbox = Sandbox(settings.get_int("limits", "service_memory_mb", 2048), extra)
+        self.sandbox = Sandbox(settings.limits.service_memory_mb, extra)
         self.engine = get_engine(settings.database_url)
         provisions = Provisions(settings, self.engine)
         self.store = FileStore(settings.storage_path)
         self.dispatcher = Dispatcher(settings, self.store, self.sandbox, self.worker_id, provisions)
-        self.lease_seconds = settings.get_int("queue", "lease_seconds", 300)
-        self.publisher = Publisher(settings, self.engine)
-        self.publish_interval = float(settings.get_int("intel", "publish_interval", 2))
-        self.publish_max_delay = float(settings.get_int("intel", "publish_max_delay", 30))
+        self.lease_seconds = settings.queue.lease_seconds
+        self.publisher = IntelPublisher(settings, self.engine)
+        self.publish_interval = float(settings.intel.publish_interval)
+        self.publish_max_delay = float(settings.intel.publish_max_delay)
         self._next_publication = 0.0
         self._next_overdue_check = 0.0
 
@@ -54,9 +54,9 @@ class Worker:
         if claimed:
             self.dispatcher.run(claimed)
         else:
-            claimed_batch = batches.claim(self.engine, self.worker_id, self.lease_seconds)
+            claimed_batch = batch_queue.claim(self.engine, self.worker_id, self.lease_seconds)
             if claimed_batch is not None:
-                batches.run(self.engine, self.store, claimed_batch, self.worker_id)
+                batch_queue.run(self.engine, self.store, claimed_batch, self.worker_id)
                 return 1
         self._publish_due(busy=bool(claimed))
         return len(claimed)

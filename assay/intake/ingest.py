@@ -31,6 +31,7 @@ from assay.params import (
     refuse_nul,
     scan_key,
 )
+from assay.timestamps import iso_utc
 
 
 class Overloaded(RuntimeError):
@@ -57,10 +58,10 @@ class Intake:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.max_backlog = settings.get_int("limits", "max_backlog", 200_000)
-        self.priority_cap = settings.get_int("limits", "priority_cap", 250)
-        self.cache_ttl = timedelta(seconds=settings.get_int("cache", "ttl_seconds", 172_800))
-        self.error_ttl = timedelta(seconds=settings.get_int("cache", "error_ttl_seconds", 1800))
+        self.max_backlog = settings.limits.max_backlog
+        self.priority_cap = settings.limits.priority_cap
+        self.cache_ttl = timedelta(seconds=settings.cache.ttl_seconds)
+        self.error_ttl = timedelta(seconds=settings.cache.error_ttl_seconds)
         self._backlog = (0.0, 0)
         self._backlog_lock = threading.Lock()
 
@@ -102,7 +103,7 @@ class Intake:
         metadata = self._metadata(order.metadata)
         ingest_id = new_id()
         now = utcnow()
-        metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": notify.iso(now)})
+        metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": iso_utc(now)})
         key = scan_key(params, order.stored.sha256)
         return _Planned(order, params, self._dump(params), metadata, key, ingest_id, now)
 
@@ -156,7 +157,7 @@ class Intake:
     def _ingest_params(self, order: IngestOrder) -> Params:
         params = parse_params(order.params)
         params.priority = min(params.priority, self.priority_cap)
-        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_ingest", 100))
+        params.max_extracted = min(params.max_extracted, self.settings.limits.max_extracted_ingest)
         params.max_supplementary = min(params.max_supplementary, 100)
         params.submitter = order.user
         params.type = order.ingest_type
@@ -168,8 +169,8 @@ class Intake:
     def _metadata(self, raw: Any) -> dict[str, str]:
         metadata = flatten_metadata(
             raw,
-            self.settings.get_int("limits", "max_metadata_keys", 200),
-            self.settings.get_int("limits", "max_metadata_value", 4096),
+            self.settings.limits.max_metadata_keys,
+            self.settings.limits.max_metadata_value,
         )
         refuse_nul("metadata", metadata)
         return metadata
@@ -187,7 +188,7 @@ class Intake:
         """A direct submission: always analysed afresh, no notification queue."""
         params = parse_params(raw_params)
         params.submitter = user
-        params.max_extracted = min(params.max_extracted, self.settings.get_int("limits", "max_extracted_submit", 500))
+        params.max_extracted = min(params.max_extracted, self.settings.limits.max_extracted_submit)
         if not params.description:
             params.description = f"Inspection of file: {name}"
         if self.backlog(session) >= self.max_backlog:
@@ -315,7 +316,7 @@ class _Rows:
 
 def _message(plan: _Planned, sid: str | None) -> dict[str, Any]:
     """The notification message as Assemblyline shapes it; completion fills in score and failure."""
-    order, when = plan.order, notify.iso(plan.now)
+    order, when = plan.order, iso_utc(plan.now)
     return {
         "ingest_id": plan.ingest_id,
         "ingest_time": when,

@@ -6,7 +6,7 @@ job.indicator({"summary": "1.1.1.1", "type": "Address", "rating": 3})
 result = job.process()
 """
 
-from assay.intel.job import Job, Settings
+from assay.intel.job import Job, JobSettings
 from assay.intel.result import JobResult
 
-__all__ = ["Job", "JobResult", "Settings"]
+__all__ = ["Job", "JobResult", "JobSettings"]

@@ -22,7 +22,7 @@ ACTIONS = ("Create", "Delete")
 
 
 @dataclass(frozen=True)
-class Settings:
+class JobSettings:
     """How a job writes; the names follow the V2 batch settings (`haltOnError`, `tagWriteType`...).
 
     group_action: for a group without xid whose type and name are already stored, `skip` reuses the
@@ -75,7 +75,7 @@ class Job:
         0
 
     `engine` defaults to the application's engine (`assay.db.session.get_engine()`). Keyword
-    settings are those of `Settings`.
+    settings are those of `JobSettings`.
 
     References: `associatedGroup`/`associatedGroups`/`associatedGroupXid` and association refs name
     a group by xid, else by numeric id; `group_name`+`group_type` pick the oldest group of that
@@ -96,7 +96,7 @@ class Job:
         self.owner = owner.strip()
         self.owner_kind = owner_kind
         self.engine = engine
-        self.settings = Settings(**settings)
+        self.settings = JobSettings(**settings)
         self.groups: list[Any] = []
         self.indicators: list[Any] = []
         self.group_associations: list[Any] = []

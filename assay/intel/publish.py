@@ -26,7 +26,7 @@ from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.intel.job import Job
 from assay.intel.result import JobResult
-from assay.notify import iso
+from assay.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,14 @@ class Rule:
     @classmethod
     def from_settings(cls, settings: Settings) -> Rule:
 
-        tag_types = tuple(settings.get_list("intel", "tag_types")) or tuple(NETWORK_TYPES)
+        tag_types = settings.intel.tag_types or tuple(NETWORK_TYPES)
         unknown = [t for t in tag_types if t not in NETWORK_TYPES]
         if unknown:
             raise ValueError(f"[intel] tag_types: cannot publish {', '.join(unknown)}")
         return cls(
-            enabled=settings.get_bool("intel", "publish", True),
-            owner=settings.get("intel", "owner", "Assay") or "Assay",
-            min_score=settings.get_int("intel", "min_score", 0),
+            enabled=settings.intel.publish,
+            owner=settings.intel.owner,
+            min_score=settings.intel.min_score,
             tag_types=tag_types,
             yara_dir=settings.yara_dir,
         )
@@ -126,7 +126,7 @@ def add_submission(job: Job, submission: models.Submission, findings: Findings, 
             "type": "Report",
             "name": f"Assay submission {submission.sid}: {submission.name}"[:255],
             "xid": report,
-            "publishDate": iso(submission.completed or submission.created),
+            "publishDate": iso_utc(submission.completed or submission.created),
             "fileName": submission.name[:255],
             "attribute": [{"type": "Description", "value": f"max_score {submission.max_score}"}],
         }
@@ -170,7 +170,7 @@ def _file_indicator(
     for node in nodes:
         if node.sha256 != found.sha256:
             continue
-        occurrence: dict[str, Any] = {"fileName": node.name[:255], "date": iso(submission.created)}
+        occurrence: dict[str, Any] = {"fileName": node.name[:255], "date": iso_utc(submission.created)}
         if node.parent is None and submission.meta.get("file_path"):
             occurrence["path"] = submission.meta["file_path"][:1024]
         occurrences.append(occurrence)
@@ -225,7 +225,7 @@ def _rule_text(yara_dir: Path | None, namespace: str, name: str) -> str | None:
     return text[match.start() : end][:MAX_RULE_TEXT] if end else None
 
 
-class Publisher:
+class IntelPublisher:
     """Publishes completed submissions, many per Job so the store's bulk path does the work.
 
     Workers call :meth:`publish_pending` every few seconds; a submission is marked published
@@ -236,7 +236,7 @@ class Publisher:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.rule = Rule.from_settings(settings)
         self.engine = engine
-        self.batch = max(1, settings.get_int("intel", "publish_batch", 200))
+        self.batch = settings.intel.publish_batch
 
     def publish(self, sids: list[str]) -> JobResult | None:
         if not self.rule.enabled or not sids:

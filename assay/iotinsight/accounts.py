@@ -141,7 +141,7 @@ class AccountRunner:
     """
 
     def __init__(
-        self, pipeline: Pipeline, on_work: Callable[[], None], workers: int = 4, max_waiting: int = 64
+        self, pipeline: Pipeline, on_work: Callable[[], None], *, workers: int, max_waiting: int
     ) -> None:
         self.pipeline = pipeline
         self.on_work = on_work
@@ -156,7 +156,7 @@ class AccountRunner:
         The row comes first because the collecting thread writes to it; a collection the pool
         refuses takes its row away again, so no caller waits on a task that will never run.
         """
-        base_url = self.pipeline.settings.get("tasks", f"{creds.service}_base_url")
+        base_url = self.pipeline.settings.tasks.base_url(creds.service)
         task_id = tasks.open_account_task(self.pipeline.engine, user, creds.service)
         try:
             self._start(task_id, creds, base_url)

@@ -47,7 +47,7 @@ def _walk(pipeline: Pipeline, raw: str, roots: list[Path]) -> tuple[Path, list[P
     settings = pipeline.settings
     directory = paths.resolve_allowed(raw, roots)
     walked = paths.walk(
-        directory, settings.get_int("tasks", "bulk_max_files", 1000), settings.get_int("tasks", "bulk_max_depth", 8)
+        directory, settings.tasks.bulk_max_files, settings.tasks.bulk_max_depth
     )
     if not walked.files:
         raise paths.PathRefused(f"{raw} holds no regular files")

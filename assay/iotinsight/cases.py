@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from assay.config import TasksSettings
 from assay.iot.mac import normalise_mac
 
 INVENTORY_KEYS = ("hosts", "stations", "inventory", "devices")
@@ -24,7 +25,7 @@ _MAC_KEYS = ("mac", "mac_address", "macAddress", "wifi_mac")
 _HOST_KEYS = ("hostname", "dhcp_hostname", "host_name")
 _NAME_KEYS = ("name", "label", "device_name", "deviceName", "accountName")
 _MASK_CHARS = set("*#?")
-DEFAULT_MAX_TIMELINE = 100_000
+DEFAULT_MAX_TIMELINE: int = TasksSettings.model_fields["case_max_timeline"].default
 DEFAULT_MAX_DEVICES = 20_000
 
 
@@ -92,7 +93,7 @@ def _records(data: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]
             yield from ((key, item) for item in value if isinstance(item, Mapping))
 
 
-class Inventory:
+class DeviceInventory:
     """Devices joined across sources (see the module docstring for the join rules)."""
 
     def __init__(self, max_devices: int = DEFAULT_MAX_DEVICES) -> None:
@@ -182,7 +183,7 @@ def _entry_time(entry: Mapping[str, Any]) -> float:
 def merge(sources: Iterable[Source], max_timeline: int = DEFAULT_MAX_TIMELINE,
           max_devices: int = DEFAULT_MAX_DEVICES) -> dict[str, Any]:
     """``{"inventory": [...], "timeline": [...], "truncated": {...}}`` for the given sources."""
-    inventory = Inventory(max_devices)
+    inventory = DeviceInventory(max_devices)
     timeline: list[tuple[float, int, dict[str, Any]]] = []
     timeline_cut = False
     for source in sources:

@@ -25,7 +25,7 @@ class PathRefused(ValueError):
 def allowed_roots(settings: Settings) -> list[Path]:
     """The configured roots that exist, resolved once."""
     roots = []
-    for raw in settings.get_list("tasks", "allowed_roots"):
+    for raw in settings.tasks.allowed_roots:
         try:
             roots.append(Path(raw).resolve(strict=True))
         except (OSError, RuntimeError):

@@ -26,7 +26,7 @@ class Pipeline:
 
     @property
     def max_file_size(self) -> int:
-        return self.settings.get_int("limits", "max_file_size", 100 << 20)
+        return self.settings.limits.max_file_size
 
     def roots(self) -> list[Path]:
         """The allowed roots as they exist now: one created or removed since start-up counts."""

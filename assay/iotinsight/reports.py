@@ -20,9 +20,9 @@ from assay.results import views
 MAX_TREE_ROWS = 1000
 
 
-def _result_rows(session: Session, sid: str) -> list[models.Result]:
+def _result_rows(session: Session, sid: str) -> list[models.ResultRecord]:
     keys = list(session.scalars(select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sid)))
-    return list(session.scalars(select(models.Result).where(models.Result.key.in_(keys))))
+    return list(session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(keys))))
 
 
 def _tree_rows(session: Session, sid: str) -> list[dict[str, Any]]:
@@ -107,7 +107,7 @@ def case(session: Session, settings: Settings, found: Case) -> dict[str, Any]:
                 cases.Source(task_id, {row.service: row.body.get("data") or {}})
                 for row in _result_rows(session, submission.sid)
             )
-    max_timeline = settings.get_int("tasks", "case_max_timeline", cases.DEFAULT_MAX_TIMELINE)
+    max_timeline = settings.tasks.case_max_timeline
     merged = cases.merge(sources, max_timeline)
     complete = all(t["status"] in ("success", "failure") for t in statuses.values())
     return {"case_id": found.case_id, "root": found.root, "complete": complete, "tasks": statuses, **merged}

@@ -125,7 +125,7 @@ def find(session: Session, settings: Settings, task_id: str) -> tuple[Task | Non
         raise NotFound(f"no such task: {task_id}")
     if task is not None and task.sid and submission is None:
         raise NotFound(f"task {task_id}'s submission was deleted")
-    timeout = settings.get_int("tasks", "account_timeout", 1800)
+    timeout = settings.tasks.account_timeout
     if task is not None and interrupted(task, timeout):
         task.state, task.error = "failure", INTERRUPTED
     return task, submission

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assay.db import models
-from assay.notify import iso
 from assay.services import registry
+from assay.timestamps import iso_utc
 
 VERDICTS = ((1000, "malicious"), (700, "highly_suspicious"), (300, "suspicious"), (0, "info"))
 
@@ -30,7 +30,7 @@ def parse_iso(text: str) -> datetime:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return iso(moment) if moment else None
+    return iso_utc(moment) if moment else None
 
 
 def submission(session: Session, sub: models.Submission) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def file_info(row: models.File) -> dict[str, Any]:
     }
 
 
-def result(row: models.Result) -> dict[str, Any]:
+def result(row: models.ResultRecord) -> dict[str, Any]:
     body = row.body
     return {
         "key": row.key,
@@ -153,7 +153,7 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
 
 def full(session: Session, sub: models.Submission) -> dict[str, Any]:
     record = submission(session, sub)
-    results = session.scalars(select(models.Result).where(models.Result.key.in_(record["results"]))).all()
+    results = session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(record["results"]))).all()
     errors = session.scalars(select(models.ServiceError).where(models.ServiceError.sid == sub.sid)).all()
     file_tree = tree(session, sub.sid)["tree"]
     shas = {n["sha256"] for n in _walk(file_tree)}
@@ -186,7 +186,7 @@ def summary(session: Session, sub: models.Submission) -> dict[str, Any]:
     heuristics: dict[str, list[dict[str, Any]]] = defaultdict(list)
     attack: dict[str, list[str]] = defaultdict(list)
     catalogue = registry.heuristics()
-    for body in session.scalars(select(models.Result.body).where(models.Result.key.in_(keys))):
+    for body in session.scalars(select(models.ResultRecord.body).where(models.ResultRecord.key.in_(keys))):
         for heur in body.get("heuristics", []):
             level = verdict(heur["score"])
             entry = {"heur_id": heur["heur_id"], "name": heur["name"], "score": heur["score"]}
@@ -215,7 +215,7 @@ def file_in_submission(session: Session, sid: str, sha256: str) -> dict[str, Any
         .where(models.SubmissionResult.sid == sid)
         .where(models.SubmissionResult.result_key.like(f"{sha256}.%"))
     ).all()
-    results = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
+    results = session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(keys))).all()
     errors = session.scalars(
         select(models.ServiceError).where(models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256)
     ).all()

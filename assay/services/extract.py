@@ -26,7 +26,7 @@ from assay.services.lib.extraction.limits import (
     TOTAL_SIZE,
     Budget,
     Extraction,
-    Limits,
+    ExtractionLimits,
     MiB,
 )
 from assay.services.lib.extraction.sevenzip import extract_7z
@@ -155,7 +155,7 @@ class Extract(Service):
         return result
 
     def _extract(self, request: FileRequest, params: dict[str, Any], fmt: str) -> Extraction:
-        limits = Limits.from_params(params)
+        limits = ExtractionLimits.from_params(params)
         extraction = Extraction(fmt)
         budget = Budget(limits, request.size or request.path.stat().st_size)
         sink = Sink(_output_root(request.workdir), fmt, budget, extraction)

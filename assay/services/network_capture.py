@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assay.iot.capture import DEFAULTS, Analysis
+from assay.iot.capture import DEFAULTS, CaptureAnalysis
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
 
 _TAGS = {
@@ -51,7 +51,7 @@ class NetworkCapture(Service):
 
     def execute(self, request: FileRequest) -> Result:
         options = self.options(request.params)
-        analysis = Analysis(request.path, options)
+        analysis = CaptureAnalysis(request.path, options)
         analysis.run()
         report = analysis.report.as_dict()
         result = Result()

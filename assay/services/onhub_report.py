@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from assay.iot.onhub import Analysis, Limits, analyse
+from assay.iot.onhub import OnHubAnalysis, OnHubLimits, analyse
 from assay.iot.onhub.report import EmbeddedFile
 from assay.iot.onhub.stations import is_ipv4
 from assay.services.base import FileRequest, Heuristic, Result, Section, Service, Stage
@@ -95,7 +95,7 @@ class OnHubReport(Service):
         data = request.read(int(options["max_report_size"]))
         if request.size > len(data):
             result.anomalies.append("report_size_limit_reached")
-        analysis = analyse(data, Limits.from_options(options))
+        analysis = analyse(data, OnHubLimits.from_options(options))
         result.anomalies.extend(a for a in analysis.anomalies if a not in result.anomalies)
         result.data = analysis.data
         rows = int(options["max_section_rows"])
@@ -105,7 +105,7 @@ class OnHubReport(Service):
         self._tag(result, analysis, int(options["max_tags"]))
         return result
 
-    def _summary(self, result: Result, analysis: Analysis) -> None:
+    def _summary(self, result: Result, analysis: OnHubAnalysis) -> None:
         report = analysis.data["report"]
         network = analysis.data["network"]
         result.add_section(
@@ -144,7 +144,7 @@ class OnHubReport(Service):
             )
             clear.heuristic = "onhub.psk_cleartext"
 
-    def _tables(self, result: Result, analysis: Analysis, rows: int) -> None:
+    def _tables(self, result: Result, analysis: OnHubAnalysis, rows: int) -> None:
         data = analysis.data
         columns = (
             "mac",
@@ -183,7 +183,7 @@ class OnHubReport(Service):
             )
             section.heuristic = "onhub.psk_mismatch"
 
-    def _extract(self, result: Result, analysis: Analysis, options: dict[str, Any]) -> None:
+    def _extract(self, result: Result, analysis: OnHubAnalysis, options: dict[str, Any]) -> None:
         budget = int(options["max_extracted_files"])
         items: list[tuple[EmbeddedFile, str]] = [(item, "") for item in analysis.files]
         if options["extract_command_outputs"]:
@@ -204,7 +204,7 @@ class OnHubReport(Service):
             result.add_extracted(name, description, data=item.content)
             budget -= 1
 
-    def _tag(self, result: Result, analysis: Analysis, limit: int) -> None:
+    def _tag(self, result: Result, analysis: OnHubAnalysis, limit: int) -> None:
         data = analysis.data
         network = data["network"]
         ips: list[str] = [ip for station in data["stations"] for ip in station["ips"]]

@@ -44,7 +44,7 @@ async def login(request: Request) -> JSONResponse:
     ):
         raise ApiError(400, "apikey or password must be given as a string")
     state = state_of(request)
-    duration = state.settings.get_int("auth", "session_duration", 3600)
+    duration = state.settings.auth.session_duration
 
     def check() -> str | None:
         with session_scope(state.engine) as session:

@@ -44,14 +44,14 @@ def file_results(sha256: Sha256, request: Request, user: User) -> JSONResponse:
         row = session.get(models.File, sha256.lower())
         if row is None:
             raise ApiError(404, f"SHA256 {sha256} does not exists")
-        results = session.scalars(select(models.Result).where(models.Result.sha256 == row.sha256)).all()
+        results = session.scalars(select(models.ResultRecord).where(models.ResultRecord.sha256 == row.sha256)).all()
         return ok({"file_info": views.file_info(row), "results": [views.result(r) for r in results]})
 
 
 @router.get("/api/v4/result/{key}/", summary="One service result by key")
 def result(key: Annotated[str, Path(max_length=200)], request: Request, user: User) -> JSONResponse:
     with session_scope(state_of(request).engine, readonly=True) as session:
-        row = session.get(models.Result, key)
+        row = session.get(models.ResultRecord, key)
         if row is None:
             raise ApiError(404, f"Result {key} does not exists")
         return ok(views.result(row))
@@ -66,7 +66,7 @@ async def multiple(request: Request, user: User) -> JSONResponse:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > 1000:
         raise ApiError(400, "the body must be a JSON list of at most 1000 result keys")
     with session_scope(state_of(request).engine, readonly=True) as session:
-        rows = session.scalars(select(models.Result).where(models.Result.key.in_(keys))).all()
+        rows = session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(keys))).all()
         return ok({r.key: views.result(r) for r in rows})
 
 

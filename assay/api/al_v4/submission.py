@@ -20,6 +20,7 @@ from assay.db.session import session_scope
 from assay.intake import deletion
 from assay.results import views
 from assay.results.search import QueryError, submissions_query
+from assay.timestamps import iso_utc
 
 router = APIRouter()
 Sid = Annotated[str, Path(min_length=1, max_length=64)]
@@ -159,7 +160,7 @@ def _search(session: Session, body: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"total": total, "offset": body["offset"], "rows": len(items), "items": items}
     if deep and len(found) == body["rows"] and found:
         last = found[-1]
-        token = json.dumps([views.iso(last.created), last.sid]).encode()
+        token = json.dumps([iso_utc(last.created), last.sid]).encode()
         answer["next_deep_paging_id"] = base64.urlsafe_b64encode(token).decode()
     return answer
 

@@ -106,7 +106,7 @@ async def read_submit_request(request: Request, state: AppState) -> SubmitReques
 
 
 async def _read_upload(request: Request, state: AppState) -> _Upload:
-    limit = state.settings.get_int("limits", "max_file_size", 100 << 20)
+    limit = state.settings.limits.max_file_size
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MAX_JSON:
         raise ApiError(413, f"File too large ({int(declared)} > {limit})")

@@ -7,7 +7,7 @@
 
 Exports are deterministic (same store → same bytes). Imports go through a `Job`, so validation,
 deduplication and exit codes are the Job's; `import_file` also accepts a V2 batch / Jobs document
-(`{"group": [...], "indicator": [...], "association": [...]}`) and runs it as `assay.intel.batch`
+(`{"group": [...], "indicator": [...], "association": [...]}`) and runs it as `assay.intel.batch_document`
 would.
 """
 
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assay.intel import batch
+from assay.intel import batch_document
 from assay.intel.errors import Code
 from assay.intel.exchange.select import (
     Selection,
@@ -118,8 +118,8 @@ def import_file(
     if not isinstance(document, dict) or not {"group", "indicator", "association"} & set(document):
         return _failed(Code.JSON_SYNTAX, "neither a STIX bundle nor a V2 batch document (group/indicator/association)")
     try:
-        data = batch.load_document(document)
-        settings = batch.BatchSettings(owner=owner.strip() if isinstance(owner, str) else owner)
-        return batch.fill_job(settings.job(engine), data).process()
-    except (batch.BatchDocumentError, ValueError) as exc:
+        data = batch_document.load_document(document)
+        settings = batch_document.BatchSettings(owner=owner.strip() if isinstance(owner, str) else owner)
+        return batch_document.fill_job(settings.job(engine), data).process()
+    except (batch_document.BatchDocumentError, ValueError) as exc:
         return _failed(Code.JSON_SYNTAX, f"neither a STIX bundle nor a V2 batch document: {exc}")

@@ -17,7 +17,7 @@ from assay.intel import store
 from assay.intel.errors import Code, ItemError
 from assay.intel.groups import group_type, is_group_type
 from assay.intel.indicators import indicator_type
-from assay.intel.run.chunks import ChunkWriter, Outcome, Steps
+from assay.intel.run.chunks import ChunkWriter, Outcome, OutcomeStatus, Steps
 from assay.intel.run.refs import References
 from assay.intel.run.state import Json, RunState
 
@@ -91,9 +91,8 @@ class AssociationPhase:
         if not linked:
             return pairs
         done = [p for p in pairs if p.table == "group_indicator" and (p.left, p.right) in linked]
-        self.writer.record(
-            kind, [Outcome(p, p.raw, "saved" if linked[(p.left, p.right)] else "existing") for p in done]
-        )
+        statuses = {True: OutcomeStatus.SAVED, False: OutcomeStatus.EXISTING}
+        self.writer.record(kind, [Outcome(p, p.raw, statuses[linked[(p.left, p.right)]]) for p in done])
         linked.update(dict.fromkeys(((p.left, p.right) for p in done), False))  # a later phase finds them stored
         return [p for p in pairs if p.table != "group_indicator" or (p.left, p.right) not in linked]
 
@@ -190,7 +189,7 @@ class AssociationPhase:
         return ("indicator", self.refs.indicator_by_ref(conn, kind, ref))
 
     def plan(self, conn: Connection, chunk: Sequence[Pair]) -> list[Outcome]:
-        status = "delete" if self.state.settings.action == "Delete" else "insert"
+        status = OutcomeStatus.DELETE if self.state.settings.action == "Delete" else OutcomeStatus.INSERT
         return [Outcome(p, p.raw, status) for p in chunk]
 
     def apply(self, conn: Connection, outcomes: list[Outcome]) -> None:
@@ -201,9 +200,9 @@ class AssociationPhase:
             pairs = [(o.item.left, o.item.right) for o in group]
             if self.state.settings.action == "Delete":
                 done = store.delete_pairs(conn, table, pairs)
-                hit, miss = "delete", "absent"
+                hit, miss = OutcomeStatus.DELETE, OutcomeStatus.ABSENT
             else:
                 done = store.insert_pairs(conn, table, pairs)
-                hit, miss = "saved", "existing"
+                hit, miss = OutcomeStatus.SAVED, OutcomeStatus.EXISTING
             for outcome, pair in zip(group, pairs, strict=True):
                 outcome.status = hit if pair in done else miss

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection
@@ -29,13 +30,29 @@ PARALLEL_MIN_CHUNK = 1000  # smaller chunks are written one after the other: thr
 Links = dict[tuple[int, int], bool]
 
 
+class OutcomeStatus(StrEnum):
+    """What became of one item of a chunk: the first four are plans that the write turns into
+    SAVED, EXISTING or FAILED; the others are final."""
+
+    INSERT = "insert"  # a new row
+    UPDATE = "update"  # a stored row takes the item's changes
+    REUSE = "reuse"  # a stored group is kept as it is (group_action skip)
+    REPLACE = "replace"  # a stored group is overwritten (group_action replace)
+    DELETE = "delete"  # stored rows are deleted
+    MERGED = "merged"  # the item joined an earlier item of the same job
+    FAILED = "failed"
+    SAVED = "saved"  # a new row was written
+    EXISTING = "existing"  # the row was stored already
+    ABSENT = "absent"  # nothing stored to delete
+
+
 @dataclass
 class Outcome:
     """What happened (or is planned) for one item of a chunk."""
 
     item: Any
     raw: Any
-    status: str  # insert | update | reuse | merged | failed | saved | existing | delete | absent
+    status: OutcomeStatus
     row: Json | None = None
     ident: Any = None
     error: ItemError | None = None
@@ -140,7 +157,8 @@ class ChunkWriter:
         """Apply what a chunk write logged, in the order it happened (main thread only)."""
         for event, payload in log.events:
             if event == "record":
-                self.conflicted[kind] = self.conflicted[kind] or any(o.status == "existing" for o in payload)
+                stored = any(o.status == OutcomeStatus.EXISTING for o in payload)
+                self.conflicted[kind] = self.conflicted[kind] or stored
                 self.record(kind, payload)
             elif event == "error":
                 self.state.error(kind, *payload)
@@ -175,14 +193,14 @@ class ChunkWriter:
         log.events.append(("record", outcomes[:cut]))
         log.links.update(links)
         log.not_saved += len(outcomes) - cut
-        return self.state.settings.halt_on_error and any(o.status == "failed" for o in outcomes[:cut])
+        return self.state.settings.halt_on_error and any(o.status == OutcomeStatus.FAILED for o in outcomes[:cut])
 
     def _halt_cut(self, outcomes: list[Outcome]) -> int:
         """Under haltOnError, only the outcomes before the first failure are applied."""
         if not self.state.settings.halt_on_error:
             return len(outcomes)
         for index, outcome in enumerate(outcomes):
-            if outcome.status == "failed":
+            if outcome.status == OutcomeStatus.FAILED:
                 return index + 1
         return len(outcomes)
 
@@ -204,15 +222,15 @@ class ChunkWriter:
         state = self.state
         counts = state.result.counts[kind]
         for outcome in outcomes:
-            if outcome.status == "failed" and outcome.error is not None:
+            if outcome.status == OutcomeStatus.FAILED and outcome.error is not None:
                 state.error(kind, outcome.error, outcome.raw)
                 continue
             bucket = _BUCKETS.get(outcome.status, "existing")
             setattr(counts, bucket, getattr(counts, bucket) + 1)
-            if outcome.status == "absent":
+            if outcome.status == OutcomeStatus.ABSENT:
                 state.result.warn(kind, Code.ITEM_NOT_FOUND, "nothing stored to delete", outcome.raw)
             elif isinstance(outcome.item, IndicatorItem) and outcome.ident is not None:
-                self._remember_indicator(outcome.item, outcome.ident, outcome.status != "merged")
+                self._remember_indicator(outcome.item, outcome.ident, outcome.status != OutcomeStatus.MERGED)
             elif isinstance(outcome.item, GroupItem) and outcome.ident is not None:
                 state.saved_groups.append((outcome.item, outcome.ident))
                 if outcome.item.xid:
@@ -231,10 +249,15 @@ class ChunkWriter:
 
 def deleted_ids(outcomes: list[Outcome]) -> list[int]:
     """The stored ids a Delete chunk removes (an indicator outcome may name several File rows)."""
-    return [i for o in outcomes if o.status == "delete" for i in _as_ids(o.ident)]
+    return [i for o in outcomes if o.status == OutcomeStatus.DELETE for i in _as_ids(o.ident)]
 
 
-_BUCKETS = {"saved": "saved", "delete": "saved", "merged": "merged", "absent": "not_saved"}
+_BUCKETS = {
+    OutcomeStatus.SAVED: "saved",
+    OutcomeStatus.DELETE: "saved",
+    OutcomeStatus.MERGED: "merged",
+    OutcomeStatus.ABSENT: "not_saved",
+}
 
 
 def _as_ids(ident: Any) -> list[int]:

@@ -12,7 +12,7 @@ from assay.intel import store
 from assay.intel.errors import Code, ItemError
 from assay.intel.groups import GroupItem, parse_group
 from assay.intel.models import Group
-from assay.intel.run.chunks import Outcome, Steps, deleted_ids
+from assay.intel.run.chunks import Outcome, OutcomeStatus, Steps, deleted_ids
 from assay.intel.run.refs import References
 from assay.intel.run.state import Json, RunState
 
@@ -77,34 +77,36 @@ class GroupPhase:
                 row = by_xid.get(item.xid)
                 if row is not None and row["type"] != item.type:
                     error = ItemError(Code.INVALID_GROUP, f"xid {item.xid!r} already names a {row['type']}")
-                    outcomes.append(Outcome(item, item.raw, "failed", error=error))
+                    outcomes.append(Outcome(item, item.raw, OutcomeStatus.FAILED, error=error))
                 else:
-                    outcomes.append(Outcome(item, item.raw, "update" if row else "insert", row=row))
+                    status = OutcomeStatus.UPDATE if row else OutcomeStatus.INSERT
+                    outcomes.append(Outcome(item, item.raw, status, row=row))
                 continue
             rows = by_name.get((item.type, item.name), [])
             action = self.state.settings.group_action
             if not rows or action == "duplicate":
-                outcomes.append(Outcome(item, item.raw, "insert"))
+                outcomes.append(Outcome(item, item.raw, OutcomeStatus.INSERT))
             else:
-                outcomes.append(Outcome(item, item.raw, "reuse" if action == "skip" else "replace", row=rows[0]))
+                status = OutcomeStatus.REUSE if action == "skip" else OutcomeStatus.REPLACE
+                outcomes.append(Outcome(item, item.raw, status, row=rows[0]))
         return outcomes
 
     def apply(self, conn: Connection, outcomes: list[Outcome]) -> None:
         changed = []
         for outcome in outcomes:
-            if outcome.status in ("update", "replace", "reuse"):
+            if outcome.status in (OutcomeStatus.UPDATE, OutcomeStatus.REPLACE, OutcomeStatus.REUSE):
                 assert outcome.row is not None
                 outcome.ident = outcome.row["id"]
-                if outcome.status != "reuse":
-                    merged = self._merge(outcome.row, outcome.item, outcome.status == "replace")
+                if outcome.status != OutcomeStatus.REUSE:
+                    merged = self._merge(outcome.row, outcome.item, outcome.status == OutcomeStatus.REPLACE)
                     if any(merged[c] != outcome.row[c] for c in GROUP_UPDATE_COLUMNS):
                         changed.append(merged)
-                outcome.status = "existing"
+                outcome.status = OutcomeStatus.EXISTING
         store.update_rows(conn, Group.__table__, changed)
-        new = [o for o in outcomes if o.status == "insert"]
+        new = [o for o in outcomes if o.status == OutcomeStatus.INSERT]
         ids = store.insert_groups(conn, self.state.owner_id, [_group_row(o.item) for o in new])
         for outcome, ident in zip(new, ids, strict=True):
-            outcome.ident, outcome.status = ident, "saved"
+            outcome.ident, outcome.status = ident, OutcomeStatus.SAVED
 
     def _merge(self, row: Json, item: GroupItem, replace: bool) -> Json:
         s = self.state.settings
@@ -127,9 +129,9 @@ class GroupPhase:
         for item in chunk:
             try:
                 ident = self.refs.group_ident(conn, item.xid, item.type, item.name, "group")
-                outcomes.append(Outcome(item, item.raw, "delete", ident=ident))
+                outcomes.append(Outcome(item, item.raw, OutcomeStatus.DELETE, ident=ident))
             except ItemError:
-                outcomes.append(Outcome(item, item.raw, "absent"))
+                outcomes.append(Outcome(item, item.raw, OutcomeStatus.ABSENT))
         return outcomes
 
     def delete(self, conn: Connection, outcomes: list[Outcome]) -> None:

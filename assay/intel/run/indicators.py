@@ -16,7 +16,7 @@ from assay.intel import store
 from assay.intel.errors import Code, ItemError
 from assay.intel.indicators import Hashes, IndicatorItem
 from assay.intel.models import Indicator
-from assay.intel.run.chunks import ChunkLog, Links, Outcome, Steps, deleted_ids
+from assay.intel.run.chunks import ChunkLog, Links, Outcome, OutcomeStatus, Steps, deleted_ids
 from assay.intel.run.state import Json, RunState
 
 INDICATOR_UPDATE_COLUMNS = (
@@ -72,7 +72,7 @@ class IndicatorPhase:
         """After each chunk: refresh statistics if due, and look up first if most rows were stored."""
         self._keep_statistics_fresh()
         written = [o for event, outcomes in log.events if event == "record" for o in outcomes]
-        stored = sum(1 for o in written if o.status == "existing")
+        stored = sum(1 for o in written if o.status == OutcomeStatus.EXISTING)
         self.mostly_stored = stored * 2 > len(written)  # then the next chunk looks up first
 
     def _keep_statistics_fresh(self) -> None:
@@ -128,7 +128,9 @@ class IndicatorPhase:
         blocked = [item for item in chunk if item.key not in ids]
         planned = iter(self._plan_lookup_first(conn, blocked) if blocked else ())
         return [
-            next(planned) if (ident := ids.get(item.key)) is None else Outcome(item, item.raw, "saved", ident=ident)
+            next(planned)
+            if (ident := ids.get(item.key)) is None
+            else Outcome(item, item.raw, OutcomeStatus.SAVED, ident=ident)
             for item in chunk
         ]
 
@@ -141,38 +143,38 @@ class IndicatorPhase:
             if len(rows) > 1:
                 ids = ", ".join(str(r["id"]) for r in rows)
                 error = ItemError(Code.FILE_HASH_MERGE, f"hashes match several stored File indicators ({ids})")
-                outcomes.append(Outcome(item, item.raw, "failed", error=error))
+                outcomes.append(Outcome(item, item.raw, OutcomeStatus.FAILED, error=error))
             elif not rows:
-                outcomes.append(Outcome(item, item.raw, "insert"))
+                outcomes.append(Outcome(item, item.raw, OutcomeStatus.INSERT))
             elif rows[0]["id"] in claimed:
                 outcomes.append(_merge_into(claimed[rows[0]["id"]], item))
             else:
                 outcome = _check_row(item, rows[0])
-                if outcome.status == "update":
+                if outcome.status == OutcomeStatus.UPDATE:
                     claimed[rows[0]["id"]] = outcome
                 outcomes.append(outcome)
         return outcomes
 
     def apply(self, conn: Connection, outcomes: list[Outcome]) -> None:
         changed = []
-        for outcome in (o for o in outcomes if o.status == "update"):
+        for outcome in (o for o in outcomes if o.status == OutcomeStatus.UPDATE):
             assert outcome.row is not None
             merged = self._merge(outcome.row, outcome.item)
             if any(merged[c] != outcome.row[c] for c in INDICATOR_UPDATE_COLUMNS):
                 changed.append(merged)
-            outcome.ident, outcome.status = outcome.row["id"], "existing"
+            outcome.ident, outcome.status = outcome.row["id"], OutcomeStatus.EXISTING
         store.update_rows(conn, Indicator.__table__, sorted(changed, key=lambda row: row["id"]))  # lock order
-        new = [o for o in outcomes if o.status == "insert"]
+        new = [o for o in outcomes if o.status == OutcomeStatus.INSERT]
         ids = store.insert_indicators(conn, [self._row(o.item) for o in new]) if new else {}
         for outcome in new:
             outcome.ident = ids.get(outcome.item.key)
             if outcome.ident is None:
                 reason = "stored concurrently by another writer; run the job again"
-                outcome.status, outcome.error = "failed", ItemError(Code.DUPLICATE_ITEM, reason)
+                outcome.status, outcome.error = OutcomeStatus.FAILED, ItemError(Code.DUPLICATE_ITEM, reason)
             else:
-                outcome.status = "saved"
+                outcome.status = OutcomeStatus.SAVED
         for outcome in outcomes:
-            if outcome.status == "merged" and outcome.into is not None:
+            if outcome.status == OutcomeStatus.MERGED and outcome.into is not None:
                 outcome.ident = outcome.into.ident
 
     def link_groups(self, conn: Connection, outcomes: list[Outcome]) -> Links:
@@ -188,7 +190,7 @@ class IndicatorPhase:
         pairs = {
             (groups[ref], outcome.ident)
             for outcome in outcomes
-            if outcome.status in ("saved", "existing") and outcome.ident is not None
+            if outcome.status in (OutcomeStatus.SAVED, OutcomeStatus.EXISTING) and outcome.ident is not None
             for ref in outcome.item.group_refs
             if ref in groups
         }
@@ -244,7 +246,8 @@ class IndicatorPhase:
         for item in chunk:
             rows = matches(item)
             ids = [r["id"] for r in rows]
-            outcomes.append(Outcome(item, item.raw, "delete" if ids else "absent", ident=ids or None))
+            status = OutcomeStatus.DELETE if ids else OutcomeStatus.ABSENT
+            outcomes.append(Outcome(item, item.raw, status, ident=ids or None))
         return outcomes
 
     def delete(self, conn: Connection, outcomes: list[Outcome]) -> None:
@@ -267,8 +270,8 @@ def _check_row(item: IndicatorItem, row: Json) -> Outcome:
         try:
             Hashes(row["md5"], row["sha1"], row["sha256"]).merge(item.hashes)
         except ItemError as exc:
-            return Outcome(item, item.raw, "failed", error=exc)
-    return Outcome(item, item.raw, "update", row=row)
+            return Outcome(item, item.raw, OutcomeStatus.FAILED, error=exc)
+    return Outcome(item, item.raw, OutcomeStatus.UPDATE, row=row)
 
 
 def _merge_into(first: Outcome, item: IndicatorItem) -> Outcome:
@@ -276,5 +279,5 @@ def _merge_into(first: Outcome, item: IndicatorItem) -> Outcome:
     try:
         first.item.absorb(item)
     except ItemError as exc:
-        return Outcome(item, item.raw, "failed", error=exc)
-    return Outcome(item, item.raw, "merged", into=first)
+        return Outcome(item, item.raw, OutcomeStatus.FAILED, error=exc)
+    return Outcome(item, item.raw, OutcomeStatus.MERGED, into=first)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from assay.intel import store
 from assay.intel.errors import Code, ItemError
 from assay.intel.indicators import parse_hashes, parse_occurrence
-from assay.intel.run.chunks import ChunkWriter, Outcome, Steps
+from assay.intel.run.chunks import ChunkWriter, Outcome, OutcomeStatus, Steps
 from assay.intel.run.refs import References
 from assay.intel.run.state import Json, RunState
 
@@ -68,17 +68,17 @@ class OccurrencePhase:
         return Occurrence(self.refs.file_by_hashes(conn, parse_hashes(ref, raw)), data, raw)
 
     def plan(self, conn: Connection, chunk: Sequence[Occurrence]) -> list[Outcome]:
-        status = "delete" if self.state.settings.action == "Delete" else "insert"
+        status = OutcomeStatus.DELETE if self.state.settings.action == "Delete" else OutcomeStatus.INSERT
         return [Outcome(o, o.raw, status) for o in chunk]
 
     def apply(self, conn: Connection, outcomes: list[Outcome]) -> None:
         keys = [o.item.key for o in outcomes]
         if self.state.settings.action == "Delete":
             done = store.delete_occurrences(conn, keys)
-            hit, miss = "delete", "absent"
+            hit, miss = OutcomeStatus.DELETE, OutcomeStatus.ABSENT
         else:
             rows = [store.occurrence_row(o.item.indicator_id, o.item.data) for o in outcomes]
             done = store.insert_occurrences(conn, rows)
-            hit, miss = "saved", "existing"
+            hit, miss = OutcomeStatus.SAVED, OutcomeStatus.EXISTING
         for outcome, key in zip(outcomes, keys, strict=True):
             outcome.status = hit if key in done else miss

@@ -15,7 +15,7 @@ from assay.intel.indicators import IndicatorItem
 from assay.intel.result import JobResult
 
 if TYPE_CHECKING:
-    from assay.intel.job import Job, Settings
+    from assay.intel.job import Job, JobSettings
 
 Json = dict[str, Any]
 _INVALID = {"indicator": Code.INVALID_INDICATOR, "group": Code.INVALID_GROUP}
@@ -41,7 +41,7 @@ class RunState:
 
     def __init__(self, job: Job, engine: Engine) -> None:
         self.job = job
-        self.settings: Settings = job.settings
+        self.settings: JobSettings = job.settings
         self.engine = engine
         self.result = JobResult()
         self.halted = False

@@ -8,9 +8,9 @@ Per packet only what cannot wait is done. Each direction of a conversation gets 
 that the walk bumps; the conversation and host tables are filled from the tallies once the
 walk ends, and datagrams of a protocol whose table is full are only counted there too. Pcap
 files of Ethernet frames, nearly every capture met in practice, are walked straight over the
-memory map by :meth:`Analysis._walk_ethernet_pcap`, which reads a record header and the
+memory map by :meth:`CaptureAnalysis._walk_ethernet_pcap`, which reads a record header and the
 Ethernet/IPv4 header with one precompiled struct and needs no per-packet objects for a known
-direction; every other packet takes the general path, :meth:`Analysis._packet`.
+direction; every other packet takes the general path, :meth:`CaptureAnalysis._packet`.
 """
 
 from __future__ import annotations
@@ -115,12 +115,12 @@ class _Budget:
         return None
 
 
-class Analysis:
+class CaptureAnalysis:
     """State of one analysis; ``run()`` walks the file, then ``report`` holds every table.
 
     Usage::
 
-        analysis = Analysis(Path("dump.pcap"), {"max_packets": 100_000})
+        analysis = CaptureAnalysis(Path("dump.pcap"), {"max_packets": 100_000})
         analysis.run()
         analysis.report.as_dict()
     """

@@ -50,7 +50,7 @@ Offsets = list[int]
 Times = list[float]
 
 
-def iso(ts: float) -> str:
+def epoch_isoformat(ts: float) -> str:
     """``datetime.fromtimestamp(ts, UTC).isoformat()``, or ``""`` for a time it cannot show.
 
     Records of one capture share their seconds, so only the microseconds are worked out per
@@ -153,7 +153,7 @@ class Report:
     @staticmethod
     def endpoints(ts: float, src: bytes | str, sport: int, dst: bytes | str, dport: int) -> dict[str, Any]:
         return {
-            "ts": ts, "time": iso(ts),
+            "ts": ts, "time": epoch_isoformat(ts),
             "src": src if isinstance(src, str) else ip_text(src), "sport": sport,
             "dst": dst if isinstance(dst, str) else ip_text(dst), "dport": dport,
         }
@@ -440,7 +440,7 @@ class Report:
                 "vendor": vendor_of(mac_str) if mac_str else None,
                 "ips": sorted(ip_text(ip) for ip in host[4]) or ([ip_text(key)] if mac is None else []),
                 "packets": host[0], "bytes": host[1],
-                "first_seen": iso(host[2]), "last_seen": iso(host[3]),
+                "first_seen": epoch_isoformat(host[2]), "last_seen": epoch_isoformat(host[3]),
                 **host[5],
             })
         return rows
@@ -457,7 +457,7 @@ class Report:
                 "packets_a_to_b": conv[0], "packets_b_to_a": conv[1],
                 "bytes_a_to_b": conv[2], "bytes_b_to_a": conv[3],
                 "packets": conv[0] + conv[1], "bytes": conv[2] + conv[3],
-                "first_seen": iso(conv[4]), "last_seen": iso(conv[5]),
+                "first_seen": epoch_isoformat(conv[4]), "last_seen": epoch_isoformat(conv[5]),
                 "duration": round(conv[5] - conv[4], 6),
             })
         if len(self.conv_list) > self.max_records:

@@ -13,15 +13,15 @@ Example::
 from assay.iot.cloud.alexa import collect_alexa
 from assay.iot.cloud.alexa_scrape import import_alexa_scrape
 from assay.iot.cloud.bundle import bundle_bytes, load_bundle
-from assay.iot.cloud.http import CollectorError, Limits
+from assay.iot.cloud.http import CollectorError, FetchLimits
 from assay.iot.cloud.inventory import analyse_bundle
 from assay.iot.cloud.saved import ImportLimits, import_saved_responses
 from assay.iot.cloud.smartthings import collect_smartthings
 
 __all__ = [
     "CollectorError",
+    "FetchLimits",
     "ImportLimits",
-    "Limits",
     "analyse_bundle",
     "bundle_bytes",
     "collect_alexa",

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from assay.iot.cloud.bundle import new_bundle
-from assay.iot.cloud.http import CollectorError, Fetcher, Limits
+from assay.iot.cloud.http import CollectorError, Fetcher, FetchLimits
 
 DEFAULT_BASE_URL = "https://alexa.amazon.com"
 ACTIVITIES = "/api/activities"
@@ -83,7 +83,7 @@ def collect_alexa(
     username: str | None = None,
     password: str | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    limits: Limits | None = None,
+    limits: FetchLimits | None = None,
     activity_page_size: int = 50,
     start_time: int | None = None,
     transport: httpx.BaseTransport | None = None,

@@ -57,7 +57,7 @@ class CollectorError(Exception):
 
 
 @dataclass(frozen=True)
-class Limits:
+class FetchLimits:
     """Every bound of one collection run.
 
     ``timeout`` seconds per request; ``retries`` extra attempts on 5xx/429/transport errors;
@@ -163,7 +163,7 @@ class Fetcher:
         headers: Mapping[str, str],
         *,
         secrets: Iterable[str] = (),
-        limits: Limits | None = None,
+        limits: FetchLimits | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -171,7 +171,7 @@ class Fetcher:
         for value in headers.values():
             if not value.isascii() or any(ord(c) < 0x20 or c == "\x7f" for c in value):
                 raise CollectorError("bad_credentials", "the credential holds characters a header cannot carry")
-        self.limits = limits or Limits()
+        self.limits = limits or FetchLimits()
         self.secrets = tuple(s for s in secrets if s)
         self.total_bytes = 0
         self._sleep = sleep

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from assay.iot.cloud.bundle import new_bundle
-from assay.iot.cloud.http import CollectorError, Fetcher, Limits, NextPage, links_next
+from assay.iot.cloud.http import CollectorError, Fetcher, FetchLimits, NextPage, links_next
 
 DEFAULT_BASE_URL = "https://api.smartthings.com/v1"
 HISTORY_PAGE = 200
@@ -111,7 +111,7 @@ def collect_smartthings(
     token: str,
     base_url: str = DEFAULT_BASE_URL,
     *,
-    limits: Limits | None = None,
+    limits: FetchLimits | None = None,
     location_ids: list[str] | None = None,
     history: bool = True,
     device_details: bool = True,

@@ -7,17 +7,17 @@ station inventory, the network configuration (keys masked), timelines and embedd
 
 Example::
 
-    from assay.iot.onhub import Limits, analyse
-    analysis = analyse(Path("004-Onhub-diagnostic-report").read_bytes(), Limits())
+    from assay.iot.onhub import OnHubLimits, analyse
+    analysis = analyse(Path("004-Onhub-diagnostic-report").read_bytes(), OnHubLimits())
     analysis.data["stations"][0]["mac"]
 """
 
 from __future__ import annotations
 
-from assay.iot.onhub.report import Analysis, Limits, analyse
+from assay.iot.onhub.report import OnHubAnalysis, OnHubLimits, analyse
 from assay.iot.onhub.schema import decode
 
-__all__ = ["Analysis", "Limits", "analyse", "looks_like_onhub"]
+__all__ = ["OnHubAnalysis", "OnHubLimits", "analyse", "looks_like_onhub"]
 
 _EVIDENCE_FIELDS = (
     "report_time",

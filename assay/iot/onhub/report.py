@@ -2,7 +2,7 @@
 
 Decoding (``schema``, ``textproto``) knows the shapes; this module decides what matters to
 an examiner and assembles it into one JSON-friendly dict plus the embedded files. Every
-loop is bounded by a :class:`Limits` value, and every odd input becomes an anomaly string.
+loop is bounded by a :class:`OnHubLimits` value, and every odd input becomes an anomaly string.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _TEXT_KEYS = re.compile(r"^\s*[A-Za-z_][\w]*\s*(?::|\{)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class Limits:
+class OnHubLimits:
     """Every bound the analysis respects (the service's parameters)."""
 
     max_extracted_files: int = 200
@@ -40,7 +40,7 @@ class Limits:
     extract_command_outputs: bool = True
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Limits:
+    def from_options(cls, options: dict[str, Any]) -> OnHubLimits:
         known = {name: options[name] for name in cls.__dataclass_fields__ if name in options}
         return cls(**known)
 
@@ -59,7 +59,7 @@ class EmbeddedFile:
 
 
 @dataclass
-class Analysis:
+class OnHubAnalysis:
     """What :func:`analyse` produces; the service turns it into a ``Result``."""
 
     data: dict[str, Any] = field(default_factory=dict)
@@ -94,11 +94,11 @@ def gunzip(blob: bytes, limit: int) -> tuple[bytes, bool, bool]:
 
 
 def _embedded(
-    analysis: Analysis,
+    analysis: OnHubAnalysis,
     path: str,
     raw: bytes,
     budget: list[int],
-    limits: Limits,
+    limits: OnHubLimits,
     content_type: str | None = None,
 ) -> EmbeddedFile:
     item = EmbeddedFile(path, raw, len(raw), content_type=content_type)
@@ -118,7 +118,7 @@ def _embedded(
     return item
 
 
-def _files(report: Message, analysis: Analysis, limits: Limits) -> None:
+def _files(report: Message, analysis: OnHubAnalysis, limits: OnHubLimits) -> None:
     budget = [limits.max_total_decompressed]
     for entry in report.files:
         path = schema.text(entry.path, 4096) or "<unnamed>"
@@ -150,7 +150,7 @@ def _header(report: Message, decoded: schema.Decoded) -> dict[str, Any]:
     }
 
 
-def _unknown(report: Message, analysis: Analysis) -> list[dict[str, Any]]:
+def _unknown(report: Message, analysis: OnHubAnalysis) -> list[dict[str, Any]]:
     try:
         found = list(unknown_fields.UnknownFieldSet(report))
     except Exception:  # the unknown-field API differs between protobuf runtimes
@@ -183,7 +183,7 @@ def _text_blobs(report: Message) -> list[tuple[str, str]]:
     return blobs
 
 
-def _parse_text(analysis: Analysis, name: str, text: str, limits: Limits) -> textproto.TextMessage:
+def _parse_text(analysis: OnHubAnalysis, name: str, text: str, limits: OnHubLimits) -> textproto.TextMessage:
     parsed = textproto.parse(text, max_depth=limits.max_text_depth)
     for anomaly in parsed.anomalies:
         analysis.flag(f"{name}:{anomaly}")
@@ -191,7 +191,7 @@ def _parse_text(analysis: Analysis, name: str, text: str, limits: Limits) -> tex
 
 
 def _info_json(
-    report: Message, analysis: Analysis, limits: Limits
+    report: Message, analysis: OnHubAnalysis, limits: OnHubLimits
 ) -> tuple[dict[str, Any], textproto.TextMessage]:
     """The info blob as JSON (old firmware) or, failing that, as text format (newer firmware)."""
     if not report.HasField("info_json"):
@@ -231,7 +231,7 @@ def _channel(message: Any) -> dict[str, Any] | None:
 
 
 def _network(
-    config: textproto.TextMessage, wan: textproto.TextMessage, info: dict[str, Any], analysis: Analysis
+    config: textproto.TextMessage, wan: textproto.TextMessage, info: dict[str, Any], analysis: OnHubAnalysis
 ) -> dict[str, Any]:
     first = textproto.first
     lan = first(config, "local_network")
@@ -304,7 +304,7 @@ def _leases(wan: textproto.TextMessage) -> list[dict[str, Any]]:
     return leases
 
 
-def _arp(analysis: Analysis) -> list[dict[str, Any]]:
+def _arp(analysis: OnHubAnalysis) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for item in analysis.files:
         if item.path.rstrip("/").endswith(("net/arp", "arp")):
@@ -316,7 +316,7 @@ def _arp(analysis: Analysis) -> list[dict[str, Any]]:
     return entries
 
 
-def _station_dumps(analysis: Analysis) -> list[dict[str, Any]]:
+def _station_dumps(analysis: OnHubAnalysis) -> list[dict[str, Any]]:
     dumps: list[dict[str, Any]] = []
     for item in analysis.commands:
         if "station dump" in item.path:
@@ -325,7 +325,7 @@ def _station_dumps(analysis: Analysis) -> list[dict[str, Any]]:
     return dumps
 
 
-def _log_texts(analysis: Analysis, limits: Limits) -> tuple[list[str], list[str]]:
+def _log_texts(analysis: OnHubAnalysis, limits: OnHubLimits) -> tuple[list[str], list[str]]:
     """(syslog texts, web access log texts) among the embedded files, within the scan budget."""
     budget = limits.max_text_scan
     logs: list[str] = []
@@ -344,16 +344,16 @@ def _log_texts(analysis: Analysis, limits: Limits) -> tuple[list[str], list[str]
 
 
 def _inventory(
-    analysis: Analysis,
+    analysis: OnHubAnalysis,
     report: Message,
     info: dict[str, Any],
     text_stations: list[Any],
     leases: list[dict[str, Any]],
-    limits: Limits,
+    limits: OnHubLimits,
 ) -> list[dict[str, Any]]:
     pairs = [(schema.text(p.station_id, 256), schema.text(p.mac_address, 256)) for p in report.station_macs]
     id_to_mac = stations.id_mac_pairs(pairs)
-    inventory = stations.Inventory(limits.max_stations)
+    inventory = stations.StationInventory(limits.max_stations)
     json_stations = _dig(info, "_apState", "_stations")
     unmapped = stations.add_json_stations(
         inventory, json_stations if isinstance(json_stations, list) else [], id_to_mac
@@ -426,9 +426,9 @@ def _year(report_time: int | None) -> int:
     return 1970
 
 
-def analyse(data: bytes, limits: Limits) -> Analysis:
+def analyse(data: bytes, limits: OnHubLimits) -> OnHubAnalysis:
     """Decode ``data`` as an OnHub report and extract everything worth knowing; never raises on bad input."""
-    analysis = Analysis()
+    analysis = OnHubAnalysis()
     decoded = schema.decode(data)
     for anomaly in decoded.anomalies:
         analysis.flag(anomaly)

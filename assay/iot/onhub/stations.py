@@ -115,7 +115,7 @@ def _vendor(mac: str, oui: str | None = None) -> str | None:
     return vendor
 
 
-class Inventory:
+class StationInventory:
     """Station entries keyed by normalised MAC; every source adds what it knows."""
 
     def __init__(self, limit: int) -> None:
@@ -182,7 +182,7 @@ def _band(raw: Any) -> str | None:
     return None
 
 
-def add_json_stations(inventory: Inventory, stations: list[Any], id_to_mac: dict[str, str]) -> int:
+def add_json_stations(inventory: StationInventory, stations: list[Any], id_to_mac: dict[str, str]) -> int:
     """Merge ``_apState._stations`` of the info JSON; returns how many had no known MAC."""
     unmapped = 0
     for station in stations:
@@ -224,7 +224,7 @@ def _truthy(value: Any) -> bool | None:
 
 
 def add_text_stations(
-    inventory: Inventory, stations: list[dict[str, list[Any]]], id_to_mac: dict[str, str]
+    inventory: StationInventory, stations: list[dict[str, list[Any]]], id_to_mac: dict[str, str]
 ) -> int:
     """Merge the newer text-format ``station_info { ... }`` blocks; returns how many had no MAC."""
     unmapped = 0
@@ -260,7 +260,7 @@ def add_text_stations(
     return unmapped
 
 
-def add_station_dump(inventory: Inventory, stations: list[dict[str, Any]], report_time: int | None) -> None:
+def add_station_dump(inventory: StationInventory, stations: list[dict[str, Any]], report_time: int | None) -> None:
     """Merge ``iw station dump`` facts; the join time is the report time minus the connected time."""
     for station in stations:
         seconds = station.get("connected_seconds")

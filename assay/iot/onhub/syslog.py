@@ -57,8 +57,8 @@ _CTRL_EVENTS = {
 }
 
 
-def iso(moment: datetime) -> str:
-    """The one timestamp format of this package: UTC, ISO 8601."""
+def isoformat_utc(moment: datetime) -> str:
+    """The one timestamp format of the OnHub reports: UTC, ISO 8601 with ``+00:00``, as IoTInsight wrote them."""
     return moment.astimezone(UTC).isoformat()
 
 
@@ -66,7 +66,7 @@ def iso_from_epoch(seconds: float) -> str | None:
     """UTC ISO time of a unix time, ``None`` when it is not a plausible time."""
     try:
         return (
-            iso(datetime.fromtimestamp(float(seconds), UTC)) if 0 < float(seconds) < 32_503_680_000 else None
+            isoformat_utc(datetime.fromtimestamp(float(seconds), UTC)) if 0 < float(seconds) < 32_503_680_000 else None
         )
     except (OverflowError, ValueError, OSError):
         return None
@@ -116,7 +116,7 @@ def hostapd_entry(moment: datetime, message: str) -> dict[str, object] | None:
             "-", "_"
         )
         detail = f"{match['what']} {match['rest']}".strip()
-    entry: dict[str, object] = {"time": iso(moment), "source": "hostapd", "event": event, "detail": detail}
+    entry: dict[str, object] = {"time": isoformat_utc(moment), "source": "hostapd", "event": event, "detail": detail}
     mac = normalise_mac(match["mac"])
     if mac:
         entry["mac"] = mac
@@ -132,7 +132,7 @@ def dnsmasq_entry(moment: datetime, message: str) -> dict[str, object] | None:
         return None
     kind = match["kind"]
     entry: dict[str, object] = {
-        "time": iso(moment),
+        "time": isoformat_utc(moment),
         "source": "dnsmasq",
         "event": kind.removeprefix("DHCP").lower(),
         "interface": match["iface"],
@@ -190,7 +190,7 @@ def access_log(text: str, limit: int) -> list[dict[str, object]]:
             continue
         entries.append(
             {
-                "time": iso(moment),
+                "time": isoformat_utc(moment),
                 "source": "webservd",
                 "event": "api_request",
                 "ip": match["ip"],

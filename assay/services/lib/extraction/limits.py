@@ -36,7 +36,7 @@ class LimitReached(Exception):
 
 
 @dataclass(frozen=True)
-class Limits:
+class ExtractionLimits:
     """The numeric limits of one extraction, read from the service parameters."""
 
     max_extracted: int
@@ -47,7 +47,7 @@ class Limits:
     timeout: float
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Limits:
+    def from_params(cls, params: Mapping[str, Any]) -> ExtractionLimits:
         return cls(
             max_extracted=int(params["max_extracted"]),
             max_file_size=int(params["max_file_size"]),
@@ -61,7 +61,7 @@ class Limits:
 class Budget:
     """Running counters of one extraction; ``LimitReached`` is raised when one runs out."""
 
-    def __init__(self, limits: Limits, archive_size: int) -> None:
+    def __init__(self, limits: ExtractionLimits, archive_size: int) -> None:
         self.limits = limits
         self.archive_size = max(archive_size, 1)
         self.deadline = time.monotonic() + limits.timeout

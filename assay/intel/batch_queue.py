@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from assay.db.base import storable, utcnow
 from assay.db.session import session_scope
 from assay.filestore import FileStore
-from assay.intel.batch import BatchSettings, submit
+from assay.intel.batch_document import BatchSettings, submit
 from assay.intel.errors import Code
 from assay.intel.models import Batch
 from assay.intel.result import JobResult
