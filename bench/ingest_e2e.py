@@ -34,7 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assay.filestore import FileStore
-from tests.conftest import RABBIT_URL, REDIS_URL, Server, drop_pg, make_server, new_pg_url
+from tests.helpers.servers import RABBIT_URL, REDIS_URL, Server, drop_pg, make_server, new_pg_url
 
 
 def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes]]:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from assay.iot.capture import analyse_capture
 from assay.iot.capture.reader import CaptureReader
-from tests.builders import captures
-from tests.paths import CASE_DATA
+from tests.helpers import captures
+from tests.helpers.paths import CASE_DATA
 
 DFRWS_ZIP = CASE_DATA / "IoT_Net_Traffic.zip"
 TSHARK_FIELDS = (

@@ -54,14 +54,14 @@ from assay.services.base import FileRequest, Result, Service
 from assay.services.extract import Extract
 from assay.services.identify import Identity, identify_path
 from assay.services.registry import services
-from tests import corpus as identification_corpus
-from tests import formats as file_formats
-from tests import test_service_documents as builders
-from tests.paths import PE_SAMPLES
+from tests.helpers import corpus as identification_corpus
+from tests.helpers import formats as file_formats
+from tests.helpers.paths import PE_SAMPLES
+from tests.unit import test_service_documents as builders
 
 DOCUMENTS = 120
 PE_FILES = 40
-PE_FIRST_INDEX = 1000  # of tests.formats.pe_file: past the indices the identification corpus uses
+PE_FIRST_INDEX = 1000  # of tests.helpers.formats.pe_file: past the indices the identification corpus uses
 EXTRACT_PARAMS = {"max_extracted": 10_000}  # the comparison extracts everything, as 7z does
 WORDS = ("alpha", "beta", "gamma", "delta", "packet", "socket", "registry", "beacon", "payload", "dropper")
 
