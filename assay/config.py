@@ -157,6 +157,19 @@ class IntelSettings(ConfigSection):
     )
 
 
+class ClassificationSettings(ConfigSection):
+    levels: CommaList = Field(
+        (),
+        description="markings, lowest first, each `NAME=SHORT|ALIAS|...` (comma separated); "
+        "empty: TLP 2.0 (TLP:CLEAR, TLP:GREEN, TLP:AMBER, TLP:AMBER+STRICT, TLP:RED, with Assemblyline's short forms)",
+    )
+    groups: CommaList = Field(
+        (), description="groups a marking may be released to (`REL TO`), each `NAME=SHORT|ALIAS|...` (comma separated)"
+    )
+    default: str = Field("", description="the marking of what is submitted without one; empty: the lowest level")
+    new_user_clearance: str = Field("", description="clearance of a user added without one; empty: the lowest level")
+
+
 class Settings(BaseModel):
     """The whole configuration: one field per section, plus the data directory it applies to."""
 
@@ -175,6 +188,7 @@ class Settings(BaseModel):
     signatures: SignaturesSettings = SignaturesSettings()
     redis: RedisSettings = RedisSettings()
     intel: IntelSettings = IntelSettings()
+    classification: ClassificationSettings = ClassificationSettings()
 
     @property
     def database_url(self) -> str:

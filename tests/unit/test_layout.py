@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "params": {"db"},
     "services": {"iot"},
     "iot": set(),
-    "access": set(),  # classification and roles: pure data and functions
+    "access": {"config"},  # classification and roles: data and pure functions, built from the settings
     "db": {"config", "fastjson"},
     "db.migrations": {"db", "intel", "iotinsight"},  # it must see every table
     "client": set(),
