@@ -17,10 +17,11 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from assay.access import Clearance, Permission, Role, effective_permissions
 from assay.db.base import utcnow
 from assay.db.models import ApiKey, User, WebSession
 
-ROLES = ("admin", "submitter", "viewer")
+ROLES = tuple(role.value for role in Role)
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
@@ -30,16 +31,31 @@ class UserError(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, as the API needs to know it."""
+    """Who is calling: their role, their clearance, and the ACL of the API key they came with."""
 
     name: str
-    role: str
+    role: Role
+    clearance: Clearance
+    key_acl: str | None = None  # None: a password login or a key with the user's whole role
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return effective_permissions(self.role, self.key_acl)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
 
     def can_submit(self) -> bool:
-        return self.role in {"admin", "submitter"}
+        return self.can(Permission.SUBMIT)
 
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.can(Permission.ADMIN)
+
+
+def principal_of(user: User, key_acl: str | None = None) -> Principal:
+    """The caller a users row (and the key it came with) stands for."""
+    clearance = Clearance(user.classification, frozenset(user.groups or ()))
+    return Principal(user.name, Role(user.role), clearance, key_acl)
 
 
 def _sha256(text: str) -> str:
@@ -60,14 +76,21 @@ def check_password(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
-def add_user(session: Session, name: str, role: str, password: str | None = None) -> User:
+def add_user(session: Session, name: str, role: str, clearance: Clearance, password: str | None = None) -> User:
+    """Add a user; ``clearance`` must already be canonical (see ``ClassificationEngine.clearance``)."""
     if not _NAME.fullmatch(name):
         raise UserError("user names are 1-64 characters of letters, digits, '_', '.', '@' and '-'")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise UserError(f"user {name} already exists")
-    user = User(name=name, role=role, password_hash=hash_password(password) if password else None)
+    user = User(
+        name=name,
+        role=role,
+        password_hash=hash_password(password) if password else None,
+        classification=clearance.level,
+        groups=sorted(clearance.groups),
+    )
     session.add(user)
     session.flush()
     return user
@@ -102,17 +125,15 @@ def check_apikey(session: Session, user_name: str, apikey: str) -> Principal | N
     ).first()
     if row is None or not hmac.compare_digest(row.ApiKey.secret_hash, _sha256(secret)):
         return None
-    return Principal(row.User.name, row.User.role)
+    return principal_of(row.User, row.ApiKey.acl)
 
 
-def check_login(
-    session: Session, user_name: str, apikey: str | None, password: str | None
-) -> Principal | None:
+def check_login(session: Session, user_name: str, apikey: str | None, password: str | None) -> Principal | None:
     if apikey:
         return check_apikey(session, user_name, apikey)
     user = find_user(session, user_name)
     if user is not None and password and check_password(password, user.password_hash):
-        return Principal(user.name, user.role)
+        return principal_of(user)
     return None
 
 
@@ -122,9 +143,7 @@ def open_session(session: Session, user_name: str, duration: int) -> str:
         raise UserError(f"no user named {user_name}")
     token = secrets.token_urlsafe(32)
     session.execute(delete(WebSession).where(WebSession.expires < utcnow()))
-    session.add(
-        WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration))
-    )
+    session.add(WebSession(token_hash=_sha256(token), user_id=user.id, expires=utcnow() + timedelta(seconds=duration)))
     return token
 
 
@@ -139,7 +158,7 @@ def session_principal(session: Session, token: str) -> tuple[Principal | None, b
         return None, False
     if row.WebSession.expires < utcnow():
         return None, True
-    return Principal(row.User.name, row.User.role), False
+    return principal_of(row.User), False
 
 
 def count_users(session: Session) -> int:

@@ -67,12 +67,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _first_run_admin(settings: Settings) -> None:
     from assay import users
+    from assay.access.configured import engine_for
     from assay.db.session import session_scope
 
     with session_scope() as session:
         if users.count_users(session):
             return
-        users.add_user(session, "admin", "admin")
+        engine = engine_for(settings.classification)
+        users.add_user(session, "admin", "admin", engine.clearance(engine.levels[-1], engine.groups))
         key = users.create_apikey(session, "admin", "default")
     path = settings.data_dir / "admin.apikey"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,20 +125,26 @@ def _db(settings: Settings) -> Any:
 
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     from assay import users
+    from assay.access import UnknownMarking
+    from assay.access.configured import engine_for
 
+    engine = engine_for(settings.classification)
     try:
         with _db(settings) as session:
             if args.action == "add":
-                users.add_user(session, args.name, args.role, args.password)
-                print(f"added user {args.name} ({args.role})")
+                level = args.classification or settings.classification.new_user_clearance or engine.levels[0]
+                clearance = engine.clearance(level, args.group or ())
+                users.add_user(session, args.name, args.role, clearance, args.password)
+                groups = f", groups {', '.join(sorted(clearance.groups))}" if clearance.groups else ""
+                print(f"added user {args.name} ({args.role}, cleared for {clearance.level}{groups})")
             else:
                 from sqlalchemy import select
 
                 from assay.db.models import User
 
                 for user in session.scalars(select(User).order_by(User.name)):
-                    print(f"{user.name}\t{user.role}")
-    except users.UserError as exc:
+                    print(f"{user.name}\t{user.role}\t{user.classification}\t{','.join(user.groups or ())}")
+    except (users.UserError, UnknownMarking) as exc:
         raise CliError(str(exc)) from None
     return 0
 

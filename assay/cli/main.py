@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     add = user.add_parser("add", parents=[common], help="add a user")
     add.add_argument("name")
-    add.add_argument("--role", choices=("admin", "submitter", "viewer"), default="submitter")
+    add.add_argument("--role", choices=("viewer", "submitter", "intel_writer", "admin"), default="submitter")
+    add.add_argument("--classification", help="the user's clearance, e.g. TLP:AMBER (default: the lowest level)")
+    add.add_argument("--group", action="append", help="a group the user belongs to (REL TO); repeat for more")
     add.add_argument("--password", help="for web logins; API keys need none")
     user.add_parser("list", parents=[common], help="list users")
 

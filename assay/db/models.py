@@ -19,6 +19,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(256))
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    classification: Mapped[str] = mapped_column(String(512), server_default="TLP:RED")  # the user's clearance
+    groups: Mapped[list[str]] = mapped_column(JsonType, default=list, server_default=text("'[]'"))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ApiKey(Base):
@@ -32,6 +35,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(64))
     secret_hash: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    acl: Mapped[str | None] = mapped_column(String(8))  # R, W, E letters; None: the user's whole role
+    expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class WebSession(Base):
