@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from assay.config import ConfigError, Settings, load_settings, sections
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-TABLE_START = "<!-- settings table: generated from assay/config.py, checked by tests/test_settings.py -->"
+TABLE_START = "<!-- settings table: generated from assay/config.py, checked by tests/unit/test_settings.py -->"
 TABLE_END = "<!-- end of settings table -->"
 
 
