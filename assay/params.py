@@ -56,7 +56,7 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    classification: str = "TLP:CLEAR"
+    classification: str = ""  # empty: the configured default; the intake stores it canonical
     description: str = ""
     deep_scan: bool = False
     priority: int = Field(default=150, ge=1, le=1500)

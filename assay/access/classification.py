@@ -181,6 +181,13 @@ class ClassificationEngine:
             return False
         return not item.groups or not item.groups.isdisjoint(self._known_groups(user.groups))
 
+    def known_groups(self, user: Clearance) -> frozenset[str]:
+        """A clearance's groups in canonical names, unknown ones left out: what SQL filters match.
+
+        The same set ``is_accessible`` compares with, so a query and a Python check agree.
+        """
+        return self._known_groups(user.groups)
+
     def max_of(self, first: str, *others: str) -> str:
         """The most restrictive combination: the highest level, released only to groups all share.
 

@@ -6,11 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from assay import __version__
-from assay.api import envelope
-from assay.api.al_v4 import auth, files, ingest, safelist, signatures, submission
+from assay.api import envelope, rules
+from assay.api.al_v4 import apikey, auth, files, ingest, safelist, signatures, submission, user
 from assay.api.state import AppState
 from assay.config import Settings
 from assay.db.session import get_engine, upgrade
@@ -56,12 +56,15 @@ def create_app(settings: Settings, *, migrate: bool = True, publish: bool = True
         description="Files in, analysis results and threat intelligence out. Speaks Assemblyline v4, "
         "IoTInsight tasks and ThreatConnect-style batch jobs.",
         lifespan=lifespan,
+        dependencies=[Depends(rules.enforce)],
     )
     app.state.assay = state
     envelope.install(app, _is_al_path)
-    for module in (auth, ingest, submission, files, safelist, signatures):
+    for module in (auth, ingest, submission, files, safelist, signatures, user, apikey):
         app.include_router(module.router)
     _optional_routers(app)
+    if unguarded := rules.unenforceable(app):
+        raise RuntimeError(f"routes the access rules cannot guard: {', '.join(unguarded)}")
     return app
 
 

@@ -15,6 +15,11 @@ Routes (all authenticated like the rest of the API; errors answer ``{"message": 
   client that skipped the status check sees an error rather than an empty result.
 - ``GET /task/case/<id>``: a case (by case id or by any of its task ids) merged into one
   device inventory and one timeline.
+
+Every request that makes tasks takes an optional ``classification`` field (Assemblyline's
+marking; the configured default when absent): an unknown marking is a 400 naming the accepted
+ones, one above the caller's clearance a 403. A task, case or result above the reader answers
+404 like one that does not exist.
 """
 
 from __future__ import annotations
@@ -31,15 +36,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from assay.access.visibility import StoredMarking
 from assay.api.auth import Submitter, User
 from assay.api.envelope import ApiError
 from assay.api.state import AppState, state_of
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
-from assay.intake.ingest import Overloaded
+from assay.intake.ingest import NotCleared, Overloaded
 from assay.iotinsight import accounts, files, paths, reports, tasks
 from assay.iotinsight.bulk import open_case
 from assay.iotinsight.pipeline import Pipeline
+from assay.params import BadParams
+from assay.users import Principal
 
 router = APIRouter(tags=["IoTInsight tasks"])
 TaskId = Annotated[str, PathParam(min_length=1, max_length=64)]
@@ -54,8 +62,10 @@ def _refusals() -> Iterator[None]:
     """The task layer says why it refused; this dialect says it with a status."""
     try:
         yield
-    except (paths.PathRefused, files.EmptyFile, accounts.BadCredentials) as exc:
+    except (paths.PathRefused, files.EmptyFile, accounts.BadCredentials, BadParams) as exc:
         raise ApiError(400, str(exc)) from None
+    except NotCleared as exc:
+        raise ApiError(403, str(exc)) from None
     except tasks.NotFound as exc:
         raise ApiError(404, str(exc)) from None
     except FileTooLarge as exc:
@@ -68,6 +78,11 @@ def _refusals() -> Iterator[None]:
 
 def _pipeline(state: AppState) -> Pipeline:
     return Pipeline(state.engine, state.settings, state.store, state.intake)
+
+
+def _marking(state: AppState, user: Principal, fields: dict[str, str]) -> StoredMarking:
+    """The marking asked for, checked before anything is stored (raises BadParams, NotCleared)."""
+    return state.intake.classify(fields.get("classification", ""), user.clearance)
 
 
 # -- reading requests ---------------------------------------------------------------------------
@@ -119,10 +134,11 @@ async def request_task(kind: str, request: Request, user: Submitter) -> JSONResp
     fields, upload, form = await _read_fields(request)
     try:
         with _refusals():
+            marking = _marking(state, user, fields)
             if kind == "account":
-                task_id = await run_in_threadpool(_account_task, state, user.name, fields)
+                task_id = await run_in_threadpool(_account_task, state, user.name, fields, marking)
             else:
-                task_id = await _image_task(state, user.name, fields, upload)
+                task_id = await _image_task(state, user.name, fields, upload, marking)
     finally:
         if form is not None:
             await form.close()
@@ -130,7 +146,9 @@ async def request_task(kind: str, request: Request, user: Submitter) -> JSONResp
     return JSONResponse({"task_id": task_id})
 
 
-async def _image_task(state: AppState, user: str, fields: dict[str, str], upload: UploadFile | None) -> str:
+async def _image_task(
+    state: AppState, user: str, fields: dict[str, str], upload: UploadFile | None, marking: StoredMarking
+) -> str:
     filetype = fields.get("filetype", "").strip().lower()
     if filetype not in FILETYPES:
         raise ApiError(400, f"filetype must be one of {', '.join(FILETYPES)}")
@@ -141,16 +159,16 @@ async def _image_task(state: AppState, user: str, fields: dict[str, str], upload
     if upload is not None:
         stored = await run_in_threadpool(files.store_upload, pipeline, upload.file)
         name = os.path.basename(upload.filename or "") or stored.sha256
-        return await run_in_threadpool(tasks.image_task, pipeline, user, filetype, stored, name, None)
+        return await run_in_threadpool(tasks.image_task, pipeline, user, filetype, stored, name, None, marking)
     if not filepath:
         raise ApiError(400, "send filepath (a server path) or a multipart part named 'file'")
     stored, real = await run_in_threadpool(files.store_server_file, pipeline, filepath)
-    return await run_in_threadpool(tasks.image_task, pipeline, user, filetype, stored, real.name, str(real))
+    return await run_in_threadpool(tasks.image_task, pipeline, user, filetype, stored, real.name, str(real), marking)
 
 
-def _account_task(state: AppState, user: str, fields: dict[str, str]) -> str:
+def _account_task(state: AppState, user: str, fields: dict[str, str], marking: StoredMarking) -> str:
     creds = accounts.parse_credentials(fields)
-    return state.accounts().open(user, creds)
+    return state.accounts().open(user, creds, marking)
 
 
 # -- bulk -------------------------------------------------------------------------------------
@@ -163,7 +181,8 @@ async def bulk(request: Request, user: Submitter) -> JSONResponse:
     if upload is not None or not fields.get("filepath"):
         raise ApiError(400, "send filepath: a server directory")
     with _refusals():
-        case_id, answer = await run_in_threadpool(open_case, _pipeline(state), user.name, fields["filepath"])
+        marking = _marking(state, user, fields)
+        case_id, answer = await run_in_threadpool(open_case, _pipeline(state), user.name, fields["filepath"], marking)
     state.work_added()
     return JSONResponse(answer, headers={"X-Case-Id": case_id, "Location": f"/task/case/{case_id}"})
 
@@ -173,7 +192,7 @@ async def bulk(request: Request, user: Submitter) -> JSONResponse:
 def task_status(task_id: TaskId, request: Request, user: User) -> JSONResponse:
     state = state_of(request)
     with session_scope(state.engine) as session, _refusals():
-        task, submission = tasks.find(session, state.settings, task_id)
+        task, submission = tasks.find(session, state.settings, task_id, state.reader(user))
         answer: dict[str, Any] = {"status": tasks.status_of(task, submission)}
         if task is not None and task.error:
             answer["message"] = task.error
@@ -183,20 +202,22 @@ def task_status(task_id: TaskId, request: Request, user: User) -> JSONResponse:
 @router.get("/task/result/{task_id}", summary="The parsed result of a finished task")
 def task_result(task_id: TaskId, request: Request, user: User) -> JSONResponse:
     state = state_of(request)
+    reader = state.reader(user)
     with session_scope(state.engine) as session, _refusals():
-        task, submission = tasks.find(session, state.settings, task_id)
+        task, submission = tasks.find(session, state.settings, task_id, reader)
         status = tasks.status_of(task, submission)
         if status != "success" or submission is None:
             message = "task not finished" if status in ("pending", "processing") else "task failed"
             if task is not None and task.error:
                 message = f"{message}: {task.error}"
             return JSONResponse({"message": message, "status": status}, status_code=409)
-        return JSONResponse(reports.task(session, task, submission))
+        return JSONResponse(reports.task(session, task, submission, reader))
 
 
 # -- cases --------------------------------------------------------------------------------------
 @router.get("/task/case/{case_id}", summary="A case's tasks merged: one device inventory, one timeline")
 def task_case(case_id: TaskId, request: Request, user: User) -> JSONResponse:
     state = state_of(request)
+    reader = state.reader(user)
     with session_scope(state.engine) as session, _refusals():
-        return JSONResponse(reports.case(session, state.settings, reports.find_case(session, case_id)))
+        return JSONResponse(reports.case(session, state.settings, reports.find_case(session, case_id, reader), reader))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -9,6 +10,9 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from sqlalchemy import Engine
 
+from assay.access import ClassificationEngine
+from assay.access.configured import engine_for
+from assay.access.visibility import Reader
 from assay.config import Settings
 from assay.filestore import FileStore
 from assay.intake.committer import Committer
@@ -17,6 +21,7 @@ from assay.intake.ingest import Intake
 if TYPE_CHECKING:
     from assay.execution.broker import TokenSender
     from assay.iotinsight.accounts import AccountRunner
+    from assay.users import Principal
 
 
 @dataclass
@@ -27,9 +32,17 @@ class AppState:
     intake: Intake
     committer: Committer
     token_sender: TokenSender | None = None
-    sessions: dict[str, tuple[object, float]] = field(default_factory=dict)
     _accounts: AccountRunner | None = field(default=None, init=False, repr=False)
     _accounts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @functools.cached_property
+    def markings(self) -> ClassificationEngine:
+        """The classification engine of this configuration (built once, cached by its settings)."""
+        return engine_for(self.settings.classification)
+
+    def reader(self, principal: Principal) -> Reader:
+        """What ``principal`` may read, for the visibility condition every read query adds."""
+        return Reader(self.markings, principal.clearance)
 
     def work_added(self) -> None:
         if self.token_sender is not None:

@@ -49,9 +49,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         supervisor.start()
     mode = "embedded" if settings.embedded else f"scale-out ({settings.broker_url.split('@')[-1]})"
     print(f"Assay serving on {'https' if cert else 'http'}://{host}:{port} — {mode}, data in {settings.data_dir}")
+    # The app marks its session cookies Secure under TLS, so it must know of TLS given as flags.
+    web = settings.web.model_copy(update={"tls_cert": cert, "tls_key": key})
     try:
         uvicorn.run(
-            create_app(settings, migrate=False),
+            create_app(settings.model_copy(update={"web": web}), migrate=False),
             host=host,
             port=port,
             ssl_certfile=cert or None,
@@ -228,6 +230,7 @@ class LocalBackend:
 
     def __init__(self, settings: Settings, user: str) -> None:
         from assay import users
+        from assay.access.visibility import Reader
         from assay.db.session import configure, get_engine, session_scope, upgrade
         from assay.filestore import FileStore
         from assay.intake.ingest import Intake
@@ -242,7 +245,10 @@ class LocalBackend:
             found = users.find_user(session, user)
             if found is None:
                 raise CliError(f"no user named {user} (assay user add {user} --role submitter)")
+            # The command reads and marks as that user would through the API, clearance and all.
+            self.clearance = users.principal_of(found).clearance
         self.user = user
+        self.reader = Reader(self.intake.markings, self.clearance)
 
     def _store(self, path: Path) -> Any:
         from assay.filestore import FileTooLarge
@@ -259,33 +265,38 @@ class LocalBackend:
     def ingest(self, path: Path, nq: str | None, metadata: dict[str, Any], params: dict[str, Any]) -> str:
         from assay.intake.ingest import IngestOrder
 
-        order = IngestOrder(self.user, self._store(path), path.name, metadata, params, nq)
+        order = IngestOrder(self.user, self._store(path), path.name, metadata, params, nq, clearance=self.clearance)
         with self.sessions() as session:
             return self.intake.ingest(session, order)
 
     def messages(self, nq: str) -> list[dict[str, Any]]:
         from assay import notify
+        from assay.db.models import Notification
 
         with self.sessions() as session:
-            return notify.pop(session.connection(), self.user, nq, 1000)
+            return notify.pop(session.connection(), self.user, nq, 1000, self.reader.sees(Notification))
 
     def submit(self, path: Path, params: dict[str, Any]) -> dict[str, Any]:
         from assay.results import views
 
         with self.sessions() as session:
-            submission = self.intake.submit(session, self.user, self._store(path), path.name, {}, params)
+            stored = self._store(path)
+            submission = self.intake.submit(session, self.user, stored, path.name, {}, params, self.clearance)
             session.flush()
-            return views.submission(session, submission)
+            return views.submission(session, submission, self.reader)
 
     def submission(self, sid: str) -> dict[str, Any]:
+        from sqlalchemy import select
+
         from assay.db.models import Submission
         from assay.results import views
 
         with self.sessions() as session:
-            found = session.get(Submission, sid)
+            query = select(Submission).where(Submission.sid == sid, self.reader.sees(Submission))
+            found = session.scalars(query).first()
             if found is None:
                 raise CliError(f"no submission {sid}")
-            return views.submission(session, found)
+            return views.submission(session, found, self.reader)
 
 
 class RemoteBackend:

@@ -10,6 +10,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, JsonType, UtcDateTime, utcnow
 
+UNRESTRICTED = "TLP:CLEAR"
+"""What a classified row holds when nothing marked it: the lowest TLP level, released to no group."""
+
+
+class Classified:
+    """A marking as the three columns :mod:`assay.access.visibility` writes and filters on.
+
+    The text is what answers show; the level index and the ``,G1,G2,`` group list are what the
+    read queries compare, so filtering costs two column tests and no parsing.
+    """
+
+    classification: Mapped[str] = mapped_column(Text, default=UNRESTRICTED, server_default=UNRESTRICTED)
+    classification_level: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    classification_groups: Mapped[str] = mapped_column(Text, default="", server_default="")
+
 
 class User(Base):
     __tablename__ = "users"
@@ -45,10 +60,16 @@ class WebSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     expires: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # The key a session was opened with: it keeps that key's ACL and ends when the key is revoked.
+    apikey_id: Mapped[int | None] = mapped_column(ForeignKey("apikeys.id", ondelete="CASCADE"), index=True)
 
 
-class File(Base):
-    """A distinct content, shared by every submission that contains it."""
+class File(Classified, Base):
+    """A distinct content, shared by every submission that contains it.
+
+    Its marking is the lowest it was submitted at (``min_of``): whoever could see one of its
+    submissions may see the file, though not the other submissions or their results.
+    """
 
     __tablename__ = "files"
 
@@ -67,7 +88,7 @@ class File(Base):
     seen_last: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Submission(Base):
+class Submission(Classified, Base):
     """One analysis run over a root file and everything extracted from it.
 
     The ``lease_*``/``dispatched_at`` columns make this table the queue of record: a worker
@@ -98,7 +119,6 @@ class Submission(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     params: Mapped[dict[str, Any]] = mapped_column(JsonType)
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JsonType)
-    classification: Mapped[str] = mapped_column(String(128), default="TLP:CLEAR")
     max_score: Mapped[int] = mapped_column(Integer, default=0)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -139,8 +159,12 @@ class SubmissionFile(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class ResultRecord(Base):
-    """One service's findings on one content; keyed so identical reruns reuse it."""
+class ResultRecord(Classified, Base):
+    """One service's findings on one content; keyed so identical reruns reuse it.
+
+    The key holds the marking the submission asked for, so a result made under one marking is
+    never reused, nor shown, under a lower one.
+    """
 
     __tablename__ = "results"
 
@@ -212,7 +236,7 @@ class Ingest(Base):
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Notification(Base):
+class Notification(Classified, Base):
     """A message waiting in a user's notification queue until it is popped."""
 
     __tablename__ = "notifications"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from assay.db.models import UNRESTRICTED
 from assay.services.base import Service
 
 
@@ -29,6 +30,7 @@ class StoredResult:
     body: dict[str, Any]
     tags: list[tuple[str, str]]
     new: bool
+    classification: str = UNRESTRICTED  # canonical: the submission's marking, raised by the service's
 
 
 class ErrorKind(StrEnum):
@@ -39,6 +41,7 @@ class ErrorKind(StrEnum):
     CRASH = "crash"  # it killed its sandbox (or crashed on this file before)
     EXTRACT = "extract"  # an extracted child could not be stored
     FAILED = "failed"  # the whole submission could not be analysed
+    CLASSIFICATION = "classification"  # a service's marking could not be read or combined
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Analysis:
     results: list[StoredResult] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
     crashes: list[tuple[str, str]] = field(default_factory=list)
+    marking: str = UNRESTRICTED  # canonical: the marking the submission was accepted with
+    classification: str = UNRESTRICTED  # that marking raised by every result's: the submission's
 
     @property
     def max_score(self) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from assay.access import ClassificationEngine, NoCommonGroup, UnknownMarking
+from assay.access.configured import engine_for
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import storable
@@ -42,6 +44,29 @@ FLUSH_SECONDS = 0.25
 def result_key(sha256: str, service: Service, options: dict[str, Any]) -> str:
     digest = hashlib.md5(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{sha256}.{service.name}.v{service.version}.c{digest}"
+
+
+def key_marking(markings: ClassificationEngine, marking: str) -> dict[str, str]:
+    """What of a submission's marking enters its result keys: a result made under one marking is
+    never reused under another, so a cached result cannot leak from a higher marking to a lower.
+
+    The unrestricted marking adds nothing, so results from before markings existed (which the
+    migration marked unrestricted) keep their keys and stay reusable.
+    """
+    return {} if marking == markings.unrestricted else {"classification": marking}
+
+
+def raised_marking(markings: ClassificationEngine, base: str, added: str) -> tuple[str, str | None]:
+    """``max_of(base, added)``, and why it fell back when they share no group (else None).
+
+    Disjoint groups would make something nobody may see; the fallback keeps ``base``'s groups
+    (whoever could see the submission) at the higher level, so the level is never lowered.
+    """
+    try:
+        return markings.max_of(base, added), None
+    except NoCommonGroup as exc:
+        level_only = markings.levels[markings.level_index(added)]
+        return markings.max_of(base, level_only), f"{exc}; kept the groups of {base} at {level_only}"
 
 
 def select_services(params: Params, disabled: set[str]) -> list[Service]:
@@ -78,6 +103,7 @@ class Dispatcher:
         self.timeout = float(settings.limits.service_timeout)
         self.attempts = settings.limits.service_attempts
         self.disabled = {s.lower() for s in settings.services.disabled}
+        self.markings = engine_for(settings.classification)
         self._prefetched: dict[str, dict[str, StoredResult]] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix=f"assay-{worker_id}-"))
 
@@ -120,7 +146,7 @@ class Dispatcher:
 
     def _record(self, done: list[tuple[models.Submission, Analysis]]) -> None:
         with session_scope(self.engine) as session:
-            record(session, self.worker_id, done)
+            record(session, self.worker_id, done, self.markings)
 
     def _unstorable(self, item: tuple[models.Submission, Analysis], exc: Exception) -> None:
         sid = item[0].sid
@@ -136,6 +162,7 @@ class Dispatcher:
         crashes: dict[tuple[str, str], int],
     ) -> Analysis:
         analysis = Analysis()
+        analysis.marking = analysis.classification = self._submitted_marking(submission)
         services = select_services(params, self.disabled)
         pending = deque([FileNode(submission.sha256, submission.name, None, 0, 0)])
         analysed: set[str] = set()
@@ -159,6 +186,37 @@ class Dispatcher:
         finally:
             self._clear_scratch()
         return analysis
+
+    def _submitted_marking(self, submission: models.Submission) -> str:
+        """The marking the submission was accepted with; one this configuration cannot read (the
+        levels were changed since) is taken as the most restrictive rather than guessed."""
+        try:
+            return self.markings.normalise(submission.classification)
+        except UnknownMarking:
+            return self.markings.restricted
+
+    def _mark(self, analysis: Analysis, sha256: str, service: str, marking: str) -> None:
+        """Raise the submission's marking to include a result's (an error says when groups clash)."""
+        try:
+            analysis.classification, clash = raised_marking(self.markings, analysis.classification, marking)
+        except UnknownMarking as exc:  # a stored result from before the levels were changed
+            analysis.classification, clash = self.markings.restricted, str(exc)
+        if clash is not None:
+            analysis.errors.append(ErrorRecord(sha256, service, ErrorKind.CLASSIFICATION, clash))
+
+    def _result_marking(self, analysis: Analysis, node: FileNode, service: Service, outcome: Result) -> str:
+        """The result's marking: the submission's, raised by what the service marked (if it can be read)."""
+        if outcome.classification is None:
+            return analysis.marking
+        try:
+            added = self.markings.normalise(outcome.classification)
+        except UnknownMarking as exc:
+            analysis.errors.append(ErrorRecord(node.sha256, service.name, ErrorKind.CLASSIFICATION, str(exc)))
+            return analysis.marking
+        marking, clash = raised_marking(self.markings, analysis.marking, added)
+        if clash is not None:
+            analysis.errors.append(ErrorRecord(node.sha256, service.name, ErrorKind.CLASSIFICATION, clash))
+        return marking
 
     def _analyse_file(
         self,
@@ -214,7 +272,8 @@ class Dispatcher:
                 continue
             options = service.options(params.service_spec.get(service.name))
             provided, key_view = self.provisions.for_service(service, params, info)
-            key = result_key(node.sha256, service, options | key_view | {"deep_scan": params.deep_scan})
+            marked = key_marking(self.markings, analysis.marking)
+            key = result_key(node.sha256, service, options | key_view | {"deep_scan": params.deep_scan} | marked)
             stored = cached.get(key)
             if stored is not None:
                 planned.append((service, key, stored))
@@ -245,6 +304,7 @@ class Dispatcher:
             if isinstance(step, StoredResult):
                 analysis.results.append(step)
                 results.append(step)
+                self._mark(analysis, node.sha256, service.name, step.classification)
                 continue
             outcome = next(outcomes)
             if isinstance(outcome, ServiceFailure):
@@ -298,8 +358,10 @@ class Dispatcher:
         tags = [
             (t.type, storable(t.value[:4096])) for t in outcome.tags() if self.provisions.tag_allowed(t.type, t.value)
         ]
-        stored_result = StoredResult(key, node.sha256, service, score, body, tags, new=True)
+        marking = self._result_marking(analysis, node, service, outcome)
+        stored_result = StoredResult(key, node.sha256, service, score, body, tags, new=True, classification=marking)
         analysis.results.append(stored_result)
+        self._mark(analysis, node.sha256, service.name, marking)
         return stored_result
 
     def _cached_results(self, sha256: str) -> dict[str, StoredResult]:
@@ -316,7 +378,7 @@ class Dispatcher:
             service = registry.service(row.service)
             if service is not None:
                 found[row.sha256][row.key] = StoredResult(
-                    row.key, row.sha256, service, row.score, row.body, [], new=False
+                    row.key, row.sha256, service, row.score, row.body, [], new=False, classification=row.classification
                 )
         return found
 

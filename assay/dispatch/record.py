@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
+from assay.access import ClassificationEngine, UnknownMarking
+from assay.access.visibility import stored_marking
 from assay.db import bulk, models
 from assay.db.base import storable, utcnow
 from assay.db.upsert import dialect_insert, insert_ignore
@@ -30,8 +32,11 @@ IDENTITY_FIELDS = ("type", "mime", "magic", "ssdeep", "tlsh", "entropy")
 Done = list[tuple[models.Submission, Analysis]]
 
 
-def record(session: Session, worker_id: str, done: Done) -> list[str]:
-    """Store finished analyses of submissions ``worker_id`` still owns; returns the sids stored."""
+def record(session: Session, worker_id: str, done: Done, markings: ClassificationEngine) -> list[str]:
+    """Store finished analyses of submissions ``worker_id`` still owns; returns the sids stored.
+
+    ``markings`` reads the analyses' classifications into the columns read queries filter on.
+    """
     owned = _still_owned(session, worker_id, [s.sid for s, _ in done])
     kept = [(s, a) for s, a in done if s.sid in owned]
     for submission, _ in done:
@@ -41,9 +46,9 @@ def record(session: Session, worker_id: str, done: Done) -> list[str]:
         return []
     now = utcnow()
     sids = [s.sid for s, _ in kept]
-    _complete(session, kept, now)
-    _files(session, kept, now)
-    _results(session, kept)
+    _complete(session, kept, now, markings)
+    _files(session, kept, now, markings)
+    _results(session, kept, markings)
     _tree(session, kept)
     _errors(session, kept, now)
     notify.complete_many(session, {s.sid: (a.max_score, "") for s, a in kept})
@@ -61,10 +66,11 @@ def _still_owned(session: Session, worker_id: str, sids: list[str]) -> set[str]:
     return set(session.scalars(query))
 
 
-def _complete(session: Session, kept: Done, now: datetime) -> None:
+def _complete(session: Session, kept: Done, now: datetime, markings: ClassificationEngine) -> None:
     rows = [
         {
             "sid": s.sid,
+            **stored_marking(markings, a.classification).columns(),
             "state": "completed",
             "max_score": a.max_score,
             "file_count": len({n.sha256 for n in a.nodes}),
@@ -78,13 +84,17 @@ def _complete(session: Session, kept: Done, now: datetime) -> None:
     bulk.update_rows(session, models.Submission.__table__, "sid", rows)
 
 
-def _files(session: Session, kept: Done, now: datetime) -> None:
+def _files(session: Session, kept: Done, now: datetime, markings: ClassificationEngine) -> None:
     merged: dict[str, dict[str, Any]] = {}
     seen: Counter[str] = Counter()
-    for _, analysis in kept:
+    marked: dict[str, str] = {}
+    for submission, analysis in kept:
         for sha, info in analysis.files.items():
             merged.setdefault(sha, {}).update({k: v for k, v in info.items() if v is not None})
             seen[sha] += 1
+            # The submitted file is marked as it was submitted; what was extracted, as the whole run.
+            marking = analysis.marking if sha == submission.sha256 else analysis.classification
+            marked[sha] = _lowest(markings, marked[sha], marking) if sha in marked else marking
     rows = [
         {
             "sha256": sha,
@@ -95,6 +105,7 @@ def _files(session: Session, kept: Done, now: datetime) -> None:
             "seen_first": now,
             "seen_last": now,
             **{name: info.get(name) for name in IDENTITY_FIELDS},
+            **stored_marking(markings, marked[sha]).columns(),
         }
         for sha, info in merged.items()
     ]
@@ -110,11 +121,36 @@ def _files(session: Session, kept: Done, now: datetime) -> None:
             "sha1": func.coalesce(func.nullif(insert.excluded.sha1, ""), table.c.sha1),
             **keep_known,
         },
-    )
-    session.execute(statement, rows)
+    ).returning(table.c.sha256, table.c.classification)
+    known = dict(session.execute(statement, rows).all())
+    _lower_files(session, markings, known, marked)
 
 
-def _results(session: Session, kept: Done) -> None:
+def _lowest(markings: ClassificationEngine, held: str, wanted: str) -> str:
+    """``min_of``: a file is visible to whoever could see any submission of it."""
+    try:
+        return markings.min_of(held, wanted)
+    except UnknownMarking:  # held from before the levels were changed: the new marking is readable
+        return wanted
+
+
+def _lower_files(
+    session: Session, markings: ClassificationEngine, held: dict[str, str], wanted: dict[str, str]
+) -> None:
+    """Lower files seen before at a higher marking (usually none: the same file, the same marking).
+
+    The upsert left known files' markings alone and locked their rows (PostgreSQL) or the
+    database (SQLite) until commit, so what it returned is current and the lowering is exact.
+    """
+    rows = []
+    for sha, marking in held.items():
+        lowest = _lowest(markings, marking, wanted[sha])
+        if lowest != marking:
+            rows.append({"sha256": sha, **stored_marking(markings, lowest).columns()})
+    bulk.update_rows(session, models.File.__table__, "sha256", rows)
+
+
+def _results(session: Session, kept: Done, markings: ClassificationEngine) -> None:
     new = {r.key: r for _, a in kept for r in a.results if r.new}
     created = utcnow()
     inserted = insert_ignore(
@@ -129,6 +165,7 @@ def _results(session: Session, kept: Done) -> None:
                 "score": r.score,
                 "body": r.body,
                 "created": created,
+                **stored_marking(markings, r.classification).columns(),
             }
             for r in new.values()
         ],

@@ -56,7 +56,7 @@ class Worker:
         else:
             claimed_batch = batch_queue.claim(self.engine, self.worker_id, self.lease_seconds)
             if claimed_batch is not None:
-                batch_queue.run(self.engine, self.store, claimed_batch, self.worker_id)
+                batch_queue.run(self.engine, self.store, claimed_batch, self.worker_id, self.settings)
                 return 1
         self._publish_due(busy=bool(claimed))
         return len(claimed)

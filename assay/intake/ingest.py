@@ -17,6 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assay import notify
+from assay.access import Clearance, UnknownMarking
+from assay.access.configured import engine_for
+from assay.access.visibility import StoredMarking, stored_marking
 from assay.config import Settings
 from assay.db import bulk, models
 from assay.db.base import utcnow
@@ -38,6 +41,14 @@ class Overloaded(RuntimeError):
     """Too much work is queued; callers should come back later (HTTP 503)."""
 
 
+class NotCleared(PermissionError):
+    """The caller asked for a marking above their own clearance (HTTP 403): nobody may mark
+    work they could not read back."""
+
+
+Refusal = BadParams | NotCleared
+
+
 @dataclass(frozen=True)
 class IngestOrder:
     """One file a caller wants analysed, with everything said about it."""
@@ -51,6 +62,7 @@ class IngestOrder:
     threshold: int | None = None
     generate_alert: bool = False
     ingest_type: str = "AL_CLIENT"
+    clearance: Clearance | None = None  # the caller's; None: the server's own work, not checked
 
 
 class Intake:
@@ -64,30 +76,52 @@ class Intake:
         self.error_ttl = timedelta(seconds=settings.cache.error_ttl_seconds)
         self._backlog = (0.0, 0)
         self._backlog_lock = threading.Lock()
+        self.markings = engine_for(settings.classification)
+
+    def classify(self, raw: str, clearance: Clearance | None) -> StoredMarking:
+        """``params.classification`` in canonical form, the configured default when empty.
+
+        An unknown marking is a :class:`BadParams` naming the accepted ones; one above
+        ``clearance`` is :class:`NotCleared`. Both come from the engine's caches: cheap per ingest.
+        """
+        try:
+            marking = stored_marking(self.markings, raw or self.markings.default)
+        except UnknownMarking as exc:
+            raise BadParams(f"params.classification: {exc}") from None
+        if clearance is not None and not self._cleared(clearance, marking.text):
+            groups = f" (groups: {', '.join(sorted(clearance.groups))})" if clearance.groups else ""
+            raise NotCleared(f"not cleared for {marking.text}: your clearance is {clearance.level}{groups}")
+        return marking
+
+    def _cleared(self, clearance: Clearance, marking: str) -> bool:
+        try:
+            return self.markings.is_accessible(clearance, marking)
+        except UnknownMarking:  # a clearance this configuration cannot read clears nothing
+            return False
 
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, session: Session, order: IngestOrder) -> str:
-        """Write one ingest and return its id (raises :class:`BadParams` or :class:`Overloaded`)."""
+        """Write one ingest and return its id (raises :class:`BadParams`, :class:`NotCleared`, :class:`Overloaded`)."""
         [outcome] = self.ingest_many(session, [order])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def ingest_many(self, session: Session, orders: list[IngestOrder]) -> list[str | BadParams | Overloaded]:
+    def ingest_many(self, session: Session, orders: list[IngestOrder]) -> list[str | Refusal | Overloaded]:
         """Write many ingests in a handful of statements: an ingest id, or why one was refused.
 
         Identical ingests of the batch join one submission, as they would across batches.
         """
-        planned: list[_Planned | BadParams] = []
+        planned: list[_Planned | Refusal] = []
         for order in orders:
             try:
                 planned.append(self._plan(order))
-            except BadParams as exc:
+            except (BadParams, NotCleared) as exc:
                 planned.append(exc)
         backlog = self.backlog(session)
         if backlog >= self.max_backlog:
             refusal = Overloaded(f"{backlog} submissions are waiting; try again later")
-            return [plan if isinstance(plan, BadParams) else refusal for plan in planned]
+            return [refusal if isinstance(plan, _Planned) else plan for plan in planned]
         rows = _Rows()
         earlier = self._earlier(session, {plan.key for plan in planned if isinstance(plan, _Planned)})
         for plan in planned:
@@ -95,35 +129,39 @@ class Intake:
                 self._place(plan, backlog, earlier, rows)
         rows.write(session)
         self._count_new(len(rows.submissions))
-        return [plan if isinstance(plan, BadParams) else plan.ingest_id for plan in planned]
+        return [plan.ingest_id if isinstance(plan, _Planned) else plan for plan in planned]
 
     def _plan(self, order: IngestOrder) -> _Planned:
         refuse_nul("the file name or notification queue", (order.name, order.queue or "", order.ingest_type))
         params = self._ingest_params(order)
+        marking = self.classify(params.classification, order.clearance)
+        params.classification = marking.text
         metadata = self._metadata(order.metadata)
         ingest_id = new_id()
         now = utcnow()
         metadata.update({"ingest_id": ingest_id, "type": order.ingest_type, "ts": iso_utc(now)})
         key = scan_key(params, order.stored.sha256)
-        return _Planned(order, params, self._dump(params), metadata, key, ingest_id, now)
+        return _Planned(order, params, self._dump(params), metadata, key, ingest_id, now, marking)
 
     def _place(self, plan: _Planned, backlog: int, earlier: dict[str, _Earlier], rows: _Rows) -> None:
         """Decide which submission answers ``plan`` and add the rows that say so."""
         score: int | None = None
         failure = ""
+        marking = plan.marking
         if self._should_skip(plan.params, backlog):
             sid, failure = None, "Skipped"
         else:
             found = earlier.setdefault(plan.key, _Earlier())
             cached = None if plan.params.ignore_cache else found.cached
             if cached is not None:
-                sid, score = cached
+                sid, score, marking = cached  # the message tells of that submission: it carries its marking
             elif found.flight is not None:
                 sid = found.flight
             else:
                 sid = rows.add_submission(self._submission_row(plan))
                 found.flight = sid
-        rows.add_ingest(plan, sid, score, failure, finished=failure != "" or score is not None)
+        finished = failure != "" or score is not None
+        rows.add_ingest(plan, sid, score, failure, finished=finished, marking=marking)
 
     def _should_skip(self, params: Params, backlog: int) -> bool:
         """Under heavy load, low-priority work that may be dropped is dropped (with a message)."""
@@ -136,7 +174,15 @@ class Intake:
         table = models.Submission.__table__
         rows = session.execute(
             select(
-                table.c.scan_key, table.c.sid, table.c.state, table.c.completed, table.c.error_count, table.c.max_score
+                table.c.scan_key,
+                table.c.sid,
+                table.c.state,
+                table.c.completed,
+                table.c.error_count,
+                table.c.max_score,
+                table.c.classification,
+                table.c.classification_level,
+                table.c.classification_groups,
             )
             .where(table.c.scan_key.in_(sorted(keys)), table.c.state.in_(("submitted", "completed")))
             .order_by(table.c.created.desc())
@@ -151,7 +197,8 @@ class Intake:
             elif earlier.cached is None and row.completed is not None:
                 fresh_for = self.cache_ttl if row.error_count == 0 else self.error_ttl
                 if row.completed >= now - fresh_for:
-                    earlier.cached = (row.sid, row.max_score)
+                    marking = StoredMarking(row.classification, row.classification_level, row.classification_groups)
+                    earlier.cached = (row.sid, row.max_score, marking)
         return found
 
     def _ingest_params(self, order: IngestOrder) -> Params:
@@ -183,10 +230,23 @@ class Intake:
 
     # -- submit -----------------------------------------------------------------------------
     def submit(
-        self, session: Session, user: str, stored: Stored, name: str, metadata: Any, raw_params: Any
+        self,
+        session: Session,
+        user: str,
+        stored: Stored,
+        name: str,
+        metadata: Any,
+        raw_params: Any,
+        clearance: Clearance | None = None,
     ) -> models.Submission:
-        """A direct submission: always analysed afresh, no notification queue."""
+        """A direct submission: always analysed afresh, no notification queue.
+
+        ``clearance`` is the caller's (None: the server's own work); raises :class:`BadParams`,
+        :class:`NotCleared` or :class:`Overloaded`.
+        """
         params = parse_params(raw_params)
+        marking = self.classify(params.classification, clearance)
+        params.classification = marking.text
         params.submitter = user
         params.max_extracted = min(params.max_extracted, self.settings.limits.max_extracted_submit)
         if not params.description:
@@ -196,7 +256,7 @@ class Intake:
         refuse_nul("the file name", name)
         order = IngestOrder(user, stored, name)
         key = scan_key(params, stored.sha256)
-        plan = _Planned(order, params, self._dump(params), self._metadata(metadata), key, "", utcnow())
+        plan = _Planned(order, params, self._dump(params), self._metadata(metadata), key, "", utcnow(), marking)
         rows = _Rows()
         sid = rows.add_submission(self._submission_row(plan))
         rows.write(session)
@@ -218,7 +278,7 @@ class Intake:
             "size": plan.order.stored.size,
             "params": plan.dumped,
             "metadata": plan.metadata,
-            "classification": params.classification,
+            **plan.marking.columns(),
             "created": plan.now,
             "expiry": plan.now + timedelta(days=params.ttl) if params.ttl else None,
         }
@@ -256,6 +316,7 @@ class _Planned:
     key: str
     ingest_id: str
     now: datetime
+    marking: StoredMarking
 
 
 @dataclass
@@ -263,7 +324,7 @@ class _Earlier:
     """What the database, or the batch being written, already holds for one scan key."""
 
     flight: str | None = None
-    cached: tuple[str, int] | None = None
+    cached: tuple[str, int, StoredMarking] | None = None  # sid, max_score, its marking
 
 
 @dataclass
@@ -280,12 +341,16 @@ class _Rows:
         self.meta.extend({"sid": row["sid"], "key": key, "value": value} for key, value in row["metadata"].items())
         return str(row["sid"])
 
-    def add_ingest(self, plan: _Planned, sid: str | None, score: int | None, failure: str, finished: bool) -> None:
+    def add_ingest(
+        self, plan: _Planned, sid: str | None, score: int | None, failure: str, finished: bool, marking: StoredMarking
+    ) -> None:
         order = plan.order
         message = _message(plan, sid)
         state = "waiting"
         if finished:
-            done = notify.finish(message, order.user, order.queue, order.threshold, score, failure, plan.now)
+            done = notify.finish(
+                message, order.user, order.queue, order.threshold, score, failure, plan.now, marking.columns()
+            )
             message, state = done.message, done.state
             if done.notification is not None:
                 self.notifications.append(done.notification)

@@ -2,6 +2,11 @@
 
 The content waits in the file store (by sha256) and the batch row in the database, so a batch
 accepted is never lost; the job itself runs in a worker, not in the HTTP request.
+
+Owners are checked three times (`assay.intel.owners`): the batch's owner when it is created and
+when its content is uploaded (so a refused batch is refused at once, in the answer), and every
+owner its items name when the worker runs it, with the user's role and membership as they are
+then and the uploading key's ACL (so a user disabled or removed meanwhile writes nothing).
 """
 
 from __future__ import annotations
@@ -9,18 +14,23 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from assay.db.base import storable, utcnow
+from assay.access.configured import engine_for
+from assay.db.base import holds_nul, storable, utcnow
 from assay.db.session import session_scope
 from assay.filestore import FileStore
+from assay.intel import owners
 from assay.intel.batch_document import BatchSettings, submit
 from assay.intel.errors import Code
 from assay.intel.models import Batch
 from assay.intel.result import JobResult
+
+if TYPE_CHECKING:
+    from assay.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +39,22 @@ class BatchError(ValueError):
     """A batch request that cannot be taken; the message says why."""
 
 
-def create(session: Session, user: str, raw_settings: Any) -> Batch:
+class BatchRefused(PermissionError):
+    """The caller may not write the batch's owner; the message says why (an API answers 403)."""
+
+
+def _check_owner(check: owners.OwnerCheck | None, owner: str) -> None:
+    why = check(owner) if check is not None else None
+    if why is not None:
+        raise BatchRefused(why)
+
+
+def create(session: Session, user: str, raw_settings: Any, check: owners.OwnerCheck | None = None) -> Batch:
+    """A batch in state Created; `check` refuses an owner the caller may not write (BatchRefused)."""
     if not isinstance(raw_settings, dict):
         raise BatchError("batch settings must be a JSON object")
+    if holds_nul(raw_settings):
+        raise BatchError("batch settings must not contain a NUL character")
     try:
         settings = BatchSettings.from_dict(raw_settings)
         settings.job()  # validates the write types and action
@@ -39,18 +62,29 @@ def create(session: Session, user: str, raw_settings: Any) -> Batch:
         raise BatchError(str(exc)) from None
     if not isinstance(settings.owner, str) or not settings.owner.strip():
         raise BatchError("owner is required")
+    _check_owner(check, settings.owner)
     batch = Batch(user=user, owner=settings.owner, settings=raw_settings, state="Created", created=utcnow())
     session.add(batch)
     session.flush()
     return batch
 
 
-def upload(session: Session, batch_id: int, user: str, sha256: str) -> Batch:
+def upload(
+    session: Session,
+    batch_id: int,
+    user: str,
+    sha256: str,
+    check: owners.OwnerCheck | None = None,
+    key_acl: str | None = None,
+) -> Batch:
+    """Queue the batch's content; the worker will check its items with `key_acl`, the uploading key's."""
     batch = session.get(Batch, batch_id)
     if batch is None or batch.user != user:
         raise LookupError(f"no batch {batch_id}")
     if batch.state != "Created":
         raise BatchError(f"batch {batch_id} is {batch.state}; content can be uploaded once")
+    _check_owner(check, batch.owner)
+    batch.key_acl = key_acl
     batch.content_sha256 = sha256
     batch.state = "Queued"
     return batch
@@ -84,18 +118,23 @@ def claim(engine: Engine, worker_id: str, lease_seconds: int) -> int | None:
     return int(batch_id)
 
 
-def run(engine: Engine, store: FileStore, batch_id: int, worker_id: str) -> JobResult | None:
+def run(
+    engine: Engine, store: FileStore, batch_id: int, worker_id: str, config: Settings | None = None
+) -> JobResult | None:
+    """Run a claimed batch. With the platform's `config` (as workers pass it), its items are checked
+    against their owners for the batch's user and their labels read by the configured classification;
+    without it (tests, tools) the batch runs unchecked, with TLP labels."""
     with session_scope(engine, readonly=True) as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.state != "Running" or batch.lease_owner != worker_id:
             return None
-        settings, sha256 = dict(batch.settings), batch.content_sha256
+        settings, sha256, user, key_acl = dict(batch.settings), batch.content_sha256, batch.user, batch.key_acl
     try:
         content = store.get(sha256) if sha256 else b""
     except OSError as exc:
         content = json.dumps({"error": str(exc)}).encode()
     try:
-        result = submit(content, settings, engine)
+        result = submit(content, settings, engine, **_run_context(engine, config, user, key_acl))
     except Exception as exc:  # a batch that breaks the runner must end, not crash its worker each lease
         log.exception("batch %s could not be run", batch_id)
         result = JobResult()
@@ -109,6 +148,16 @@ def run(engine: Engine, store: FileStore, batch_id: int, worker_id: str) -> JobR
             .values(state="Completed", result=stored, completed=utcnow(), lease_owner=None, lease_until=None)
         )
     return result
+
+
+def _run_context(engine: Engine, config: Settings | None, user: str, key_acl: str | None) -> dict[str, Any]:
+    """The owner check and classification a batch of `user` runs with under `config`."""
+    if config is None:
+        return {}
+    with engine.connect() as conn:
+        writer = owners.stored_writer(conn, user, key_acl)
+    check = owners.owner_check(engine, writer, config.intel.owner)
+    return {"check": check, "classification": engine_for(config.classification)}
 
 
 def status(batch: Batch) -> dict[str, Any]:

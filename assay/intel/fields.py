@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from assay.access import ClassificationEngine, UnknownMarking
 from assay.intel.errors import Code, ItemError
 
 Json = dict[str, Any]
@@ -72,8 +73,13 @@ def parse_attributes(value: Any, code: Code) -> list[Json]:
     return out
 
 
-def parse_labels(value: Any, code: Code) -> list[str]:
-    """Security labels, restricted to the TLP 2.0 names (TLP:WHITE read as TLP:CLEAR)."""
+def parse_labels(value: Any, code: Code, classification: ClassificationEngine | None = None) -> list[str]:
+    """Security labels: the TLP 2.0 names (TLP:WHITE read as TLP:CLEAR), or with `classification`
+    any marking it reads (`TLP:AMBER//REL TO PARTNERS`), in its canonical form.
+
+    Labels are what readers are filtered by, so they are stored canonical: the same marking in
+    two spellings must be one label.
+    """
     if value is None:
         return []
     labels: set[str] = set()
@@ -81,12 +87,35 @@ def parse_labels(value: Any, code: Code) -> list[str]:
         name = label.get("name") if isinstance(label, dict) else label
         if not isinstance(name, str):
             raise ItemError(code, f"invalid security label {label!r}")
-        norm = name.strip().upper()
-        norm = _TLP_ALIASES.get(norm, norm)
-        if norm not in TLP_LABELS:
-            raise ItemError(code, f"unknown security label {name!r}; use one of {', '.join(TLP_LABELS)}")
-        labels.add(norm)
-    return sorted(labels, key=TLP_LABELS.index)
+        labels.add(_tlp_label(name, code) if classification is None else _marking_label(name, code, classification))
+    return sorted(labels, key=label_order)
+
+
+def _tlp_label(name: str, code: Code) -> str:
+    norm = name.strip().upper()
+    norm = _TLP_ALIASES.get(norm, norm)
+    if norm not in TLP_LABELS:
+        raise ItemError(code, f"unknown security label {name!r}; use one of {', '.join(TLP_LABELS)}")
+    return norm
+
+
+def _marking_label(name: str, code: Code, classification: ClassificationEngine) -> str:
+    try:
+        return classification.normalise(name)
+    except UnknownMarking as exc:
+        raise ItemError(code, f"unknown security label {name[:64]!r}: {exc}") from None
+
+
+def label_order(label: str) -> tuple[int, str]:
+    """TLP labels by level first, then any other marking by its text: one stable order for every list."""
+    level = tlp_level(label)
+    return (TLP_LABELS.index(level) if level else len(TLP_LABELS), label)
+
+
+def tlp_level(label: str) -> str | None:
+    """The TLP level a marking starts with (`TLP:AMBER` of `TLP:AMBER//REL TO X`), None for another scheme."""
+    level = label.split("//", 1)[0].strip()
+    return level if level in TLP_LABELS else None
 
 
 def parse_date(value: Any, code: Code, name: str) -> datetime | None:
@@ -123,7 +152,7 @@ def merge_tags(old: Iterable[str], new: Iterable[str], write_type: str) -> list[
 
 def merge_labels(old: Iterable[str], new: Iterable[str], write_type: str) -> list[str]:
     labels = set(new) if write_type == "Replace" else set(old) | set(new)
-    return sorted(labels, key=TLP_LABELS.index)
+    return sorted(labels, key=label_order)
 
 
 def merge_attributes(old: list[Json], new: list[Json], write_type: str) -> list[Json]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from assay.access import ClassificationEngine
 from assay.intel import fields as f
 from assay.intel.errors import Code, ItemError
 
@@ -140,8 +141,8 @@ def parse_fields(kind: str, raw: Json) -> Json:
     return out
 
 
-def parse_group(raw: Any) -> GroupItem:
-    """Validate one group."""
+def parse_group(raw: Any, classification: ClassificationEngine | None = None) -> GroupItem:
+    """Validate one group; security labels are TLP names, or with `classification` its markings."""
     if not isinstance(raw, dict):
         raise ItemError(BAD, "group is not an object")
     kind = group_type(raw.get("type"))
@@ -157,7 +158,7 @@ def parse_group(raw: Any) -> GroupItem:
         fields=parse_fields(kind, raw),
         attributes=f.parse_attributes(raw.get("attribute", raw.get("attributes")), BAD),
         tags=f.parse_tags(raw.get("tag", raw.get("tags")), BAD),
-        labels=f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD),
+        labels=f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD, classification),
         group_refs=refs,
         raw=raw,
     )

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from assay.access import ClassificationEngine
 from assay.intel import fields as f
 from assay.intel.errors import Code, ItemError
 
@@ -317,8 +318,9 @@ def parse_confidence(value: Any) -> int | None:
     return int(confidence)
 
 
-def parse_occurrence(raw: Any, code: Code = BAD) -> Json:
-    """A file occurrence as `{fileName, path, date}` with the date in UTC ISO form."""
+def parse_occurrence(raw: Any, code: Code = BAD, classification: ClassificationEngine | None = None) -> Json:
+    """A file occurrence as `{fileName, path, date}` with the date in UTC ISO form, plus `labels`
+    when it carries its own security labels (`securityLabel`, as an indicator spells them)."""
     if not isinstance(raw, dict):
         raise ItemError(code, f"file occurrence is not an object: {raw!r}")
     out: Json = {}
@@ -329,6 +331,9 @@ def parse_occurrence(raw: Any, code: Code = BAD) -> Json:
         out[key] = value
     date = f.parse_date(raw.get("date"), code, "file occurrence date")
     out["date"] = date.isoformat() if date else None
+    labels = raw.get("securityLabel", raw.get("securityLabels"))
+    if labels is not None:
+        out["labels"] = f.parse_labels(labels, code, classification)
     return out
 
 
@@ -352,8 +357,13 @@ def _group_refs(raw: Json) -> list[str]:
     return refs
 
 
-def parse_indicator(raw: Any) -> IndicatorItem:
-    """Validate one indicator as TcEx Jobs or the V2 batch API spells it."""
+def parse_indicator(raw: Any, classification: ClassificationEngine | None = None) -> IndicatorItem:
+    """Validate one indicator as TcEx Jobs or the V2 batch API spells it.
+
+    Security labels are TLP names, or with `classification` any marking it reads. Its file
+    occurrences keep the indicator's labels unless they carry their own: where a file was seen
+    is as classified as the item that reported it, whatever the indicator later merges with.
+    """
     if not isinstance(raw, dict):
         raise ItemError(BAD, "indicator is not an object")
     kind = indicator_type(raw.get("type"))
@@ -368,7 +378,7 @@ def parse_indicator(raw: Any) -> IndicatorItem:
         str(xid) if xid not in (None, "") else None,
         f.parse_attributes(raw.get("attribute", raw.get("attributes")), BAD),
         f.parse_tags(raw.get("tag", raw.get("tags")), BAD),
-        f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD),
+        f.parse_labels(raw.get("securityLabel", raw.get("securityLabels")), BAD, classification),
         raw=raw,
     )
     if not _DATE_KEYS.isdisjoint(raw):
@@ -376,7 +386,8 @@ def parse_indicator(raw: Any) -> IndicatorItem:
     if "associatedGroup" in raw or "associatedGroups" in raw:
         item.group_refs = _group_refs(raw)
     if raw.get("fileOccurrence") is not None:
-        item.occurrences = [parse_occurrence(o) for o in f.as_list(raw["fileOccurrence"])]
+        occurrences = f.as_list(raw["fileOccurrence"])
+        item.occurrences = [{"labels": item.labels, **parse_occurrence(o, BAD, classification)} for o in occurrences]
         if item.occurrences and kind != "File":
             raise ItemError(BAD, "fileOccurrence is only valid on File indicators")
     return item

@@ -16,6 +16,8 @@ from assay.intel.result import JobResult
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from assay.access import ClassificationEngine
+
 Json = dict[str, Any]
 GROUP_ACTIONS = ("skip", "duplicate", "replace")
 ACTIONS = ("Create", "Delete")
@@ -75,7 +77,8 @@ class Job:
         0
 
     `engine` defaults to the application's engine (`assay.db.session.get_engine()`). Keyword
-    settings are those of `JobSettings`.
+    settings are those of `JobSettings`. `classification` is the engine security labels are read
+    and rows marked with (`assay.intel.marking`); without it, labels are the TLP 2.0 names.
 
     References: `associatedGroup`/`associatedGroups`/`associatedGroupXid` and association refs name
     a group by xid, else by numeric id; `group_name`+`group_type` pick the oldest group of that
@@ -89,6 +92,7 @@ class Job:
         engine: Engine | None = None,
         *,
         owner_kind: str = "Organization",
+        classification: ClassificationEngine | None = None,
         **settings: Any,
     ) -> None:
         if not isinstance(owner, str) or not owner.strip():
@@ -96,6 +100,7 @@ class Job:
         self.owner = owner.strip()
         self.owner_kind = owner_kind
         self.engine = engine
+        self.classification = classification
         self.settings = JobSettings(**settings)
         self.groups: list[Any] = []
         self.indicators: list[Any] = []

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, JsonType, UtcDateTime, utcnow
+from assay.db.models import Classified
 
 Json = dict[str, Any]
 
@@ -56,8 +57,28 @@ class Owner(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Group(Base):
-    """Adversary, Campaign, Incident, Signature...: named containers indicators are associated with."""
+class OwnerMember(Base):
+    """A user who may write an owner's intel (with the intel_writer role; admins need no membership).
+
+    Users are named, as batches name them, rather than referenced: the intel tables stand alone
+    (they are created without the users table in tests and benchmarks), and a deleted user's
+    memberships grant nothing, since every write is made by a user who exists.
+    """
+
+    __tablename__ = "intel_owner_member"
+    __table_args__ = (Index("ix_intel_owner_member_user", "user"),)
+
+    owner_id: Mapped[int] = mapped_column(ForeignKey("intel_owner.id", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Group(Classified, Base):
+    """Adversary, Campaign, Incident, Signature...: named containers indicators are associated with.
+
+    Its marking (the `Classified` columns) is the least restrictive of its security labels, or
+    the lowest level without any: see `assay.intel.marking`.
+    """
 
     __tablename__ = "intel_group"
     __table_args__ = (
@@ -78,8 +99,13 @@ class Group(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Indicator(Base):
-    """One observable per (owner, type, normalised summary); File rows also carry their hashes."""
+class Indicator(Classified, Base):
+    """One observable per (owner, type, normalised summary); File rows also carry their hashes.
+
+    Its marking is the least restrictive of its security labels: an indicator published from a
+    TLP:RED and a TLP:GREEN submission was seen at GREEN, so GREEN readers see it (but not the
+    RED report, nor the occurrences seen there, which carry their own markings).
+    """
 
     __tablename__ = "intel_indicator"
     __table_args__ = (
@@ -141,8 +167,12 @@ class IndicatorIndicator(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class FileOccurrence(Base):
-    """Where and when a File indicator was seen; `fingerprint` makes re-submissions idempotent."""
+class FileOccurrence(Classified, Base):
+    """Where and when a File indicator was seen; `fingerprint` makes re-submissions idempotent.
+
+    It carries the marking of the item that reported it (a submission's file name and path are
+    as classified as the submission), not its indicator's.
+    """
 
     __tablename__ = "intel_file_occurrence"
     __table_args__ = (
@@ -160,6 +190,7 @@ class FileOccurrence(Base):
 
 INTEL_TABLES = [
     Owner.__table__,
+    OwnerMember.__table__,
     Group.__table__,
     Indicator.__table__,
     GroupIndicator.__table__,
@@ -177,6 +208,7 @@ class Batch(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user: Mapped[str] = mapped_column(String(64))
+    key_acl: Mapped[str | None] = mapped_column(String(8))  # the uploading key's ACL: the worker's checks use it
     owner: Mapped[str] = mapped_column(String(255))
     settings: Mapped[Json] = mapped_column(JsonType)
     state: Mapped[str] = mapped_column(String(16), default="Created")

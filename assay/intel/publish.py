@@ -6,6 +6,10 @@ Address/Host/URL/EmailAddress indicators from the network tags; a Report group p
 a Signature group per YARA rule that matched; and the associations between them. Every item
 has a stable identity (xids, normalised summaries, occurrence fingerprints), so publishing the
 same submission twice adds nothing twice.
+
+Every item published from a submission carries the submission's classification as its security
+label (`submission_marking`), so readers and exports are filtered by it (`assay.intel.marking`).
+Signature groups carry none: a YARA rule comes from the platform's rule sets, not from the files.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from assay.access import ClassificationEngine, UnknownMarking
+from assay.access.configured import engine_for
 from assay.config import Settings
 from assay.db import models
 from assay.db.base import utcnow
 from assay.db.session import session_scope
 from assay.intel.job import Job
+from assay.intel.marking import TLP
 from assay.intel.result import JobResult
 from assay.timestamps import iso_utc
 
@@ -52,6 +59,7 @@ class Rule:
     min_score: int
     tag_types: tuple[str, ...]
     yara_dir: Path | None = None
+    classification: ClassificationEngine = TLP
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rule:
@@ -66,6 +74,7 @@ class Rule:
             min_score=settings.intel.min_score,
             tag_types=tag_types,
             yara_dir=settings.yara_dir,
+            classification=engine_for(settings.classification),
         )
 
 
@@ -88,6 +97,19 @@ def confidence_for(score: int) -> int:
 
 def report_xid(sid: str) -> str:
     return f"assay-submission-{sid}"
+
+
+def submission_marking(submission: models.Submission, classification: ClassificationEngine) -> str:
+    """The canonical marking of a submission: what its intel is labelled with.
+
+    The one place publication reads it: the row's marking, which recording raised to the highest
+    of its parameters and of what its services marked. A marking that cannot be read is taken as
+    the highest, so it hides rather than shares.
+    """
+    try:
+        return classification.normalise(submission.classification or classification.default)
+    except UnknownMarking:
+        return classification.restricted
 
 
 @dataclass
@@ -121,6 +143,7 @@ class Findings:
 def add_submission(job: Job, submission: models.Submission, findings: Findings, rule: Rule) -> None:
     """Queue on ``job`` everything ``rule`` publishes of ``submission``."""
     report = report_xid(submission.sid)
+    labels = [submission_marking(submission, rule.classification)]
     job.group(
         {
             "type": "Report",
@@ -129,6 +152,7 @@ def add_submission(job: Job, submission: models.Submission, findings: Findings, 
             "publishDate": iso_utc(submission.completed or submission.created),
             "fileName": submission.name[:255],
             "attribute": [{"type": "Description", "value": f"max_score {submission.max_score}"}],
+            "securityLabel": labels,
         }
     )
     nodes = findings.nodes.get(submission.sid, [])
@@ -143,7 +167,8 @@ def add_submission(job: Job, submission: models.Submission, findings: Findings, 
         for rule_name in tags.get(YARA_TAG, []):
             job.group(_signature(rule_name, rule.yara_dir))
         if score >= rule.min_score:
-            job.indicator(_file_indicator(found, score, submission, nodes, report, tags.get(YARA_TAG, [])))
+            indicator = _file_indicator(found, score, submission, nodes, report, tags.get(YARA_TAG, []))
+            job.indicator({**indicator, "securityLabel": labels})
         for tag_type in rule.tag_types:
             for value in tags.get(tag_type, []):
                 job.indicator(
@@ -154,6 +179,7 @@ def add_submission(job: Job, submission: models.Submission, findings: Findings, 
                         "confidence": confidence_for(score),
                         "tag": [{"name": tag_type}],
                         "associatedGroups": [{"groupXid": report}],
+                        "securityLabel": labels,
                     }
                 )
 
@@ -241,7 +267,7 @@ class IntelPublisher:
     def publish(self, sids: list[str]) -> JobResult | None:
         if not self.rule.enabled or not sids:
             return None
-        job = Job(owner=self.rule.owner, engine=self.engine)
+        job = Job(owner=self.rule.owner, engine=self.engine, classification=self.rule.classification)
         with session_scope(self.engine, readonly=True) as session:
             chosen = session.scalars(
                 select(models.Submission).where(

@@ -66,6 +66,19 @@ class JobResult:
     def warn(self, kind: str, code: Code | int, reason: str, item: Any) -> None:
         self.warnings.append(Problem(int(code), reason, kind, item))
 
+    def absorb(self, other: JobResult) -> None:
+        """Add another job's outcome to this one: a batch naming several owners runs a job per owner."""
+        for kind, counts in other.counts.items():
+            mine = self.counts[kind]
+            for name, value in asdict(counts).items():
+                setattr(mine, name, getattr(mine, name) + value)
+        self.errors += other.errors
+        self.warnings += other.warnings
+        self.halted = self.halted or other.halted
+        for phase, seconds in other.timings.items():
+            self.timings[phase] = round(self.timings.get(phase, 0.0) + seconds, 6)
+        self.raise_exit(other.exit_code)
+
     def raise_exit(self, code: int) -> None:
         """Escalate the exit code; a failure (1) is never lowered to a partial failure (3)."""
         rank = {EXIT_SUCCESS: 0, EXIT_PARTIAL: 1, EXIT_FAILURE: 2}

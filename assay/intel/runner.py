@@ -34,7 +34,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assay.intel import store
 from assay.intel.errors import Code
-from assay.intel.indicators import parse_indicator
 from assay.intel.result import JobResult
 from assay.intel.run.associations import AssociationPhase
 from assay.intel.run.chunks import ChunkWriter, Steps
@@ -98,7 +97,8 @@ class Runner:
         with self._timed("group"):
             self._phase("group", job.groups, self.groups.parse, self.groups.dedupe, self.groups.steps())
         with self._timed("indicator"):
-            self._phase("indicator", job.indicators, parse_indicator, self.indicators.dedupe, self.indicators.steps())
+            indicators = self.indicators
+            self._phase("indicator", job.indicators, indicators.parse, indicators.dedupe, indicators.steps())
         with self._timed("association"):
             self.associations.run()
         with self._timed("file_occurrence"):
@@ -109,7 +109,7 @@ class Runner:
         job = self.state.job
         self.occurrences.run()
         self.associations.run()
-        self._phase("indicator", job.indicators, parse_indicator, self.indicators.dedupe, self.indicators.steps())
+        self._phase("indicator", job.indicators, self.indicators.parse, self.indicators.dedupe, self.indicators.steps())
         self._phase("group", job.groups, self.groups.parse, self.groups.dedupe, self.groups.steps())
 
     def _phase(

@@ -33,6 +33,7 @@ from sqlalchemy.sql.dml import Insert
 from assay import fastjson
 from assay.db import bulk
 from assay.db.base import utcnow
+from assay.intel.marking import MARKING_COLUMNS
 from assay.intel.models import (
     FileOccurrence,
     Group,
@@ -52,9 +53,9 @@ SQLITE_MAX_VARIABLES = 30000  # SQLite >= 3.32 allows 32766 bound parameters per
 
 INDICATOR_COLUMNS = (
     "id", "type", "summary", "md5", "sha1", "sha256", "xid", "rating", "confidence", "attributes",
-    "tags", "security_labels", "first_seen", "last_seen", "external_dates",
+    "tags", "security_labels", "first_seen", "last_seen", "external_dates", *MARKING_COLUMNS,
 )  # fmt: skip
-GROUP_COLUMNS = ("id", "type", "name", "xid", "fields", "attributes", "tags", "security_labels")
+GROUP_COLUMNS = ("id", "type", "name", "xid", "fields", "attributes", "tags", "security_labels", *MARKING_COLUMNS)
 
 
 def dialect_insert(conn: Connection, table: Table) -> Insert:
@@ -386,7 +387,8 @@ def occurrence_fingerprint(occurrence: Json) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def occurrence_row(indicator_id: int, occurrence: Json) -> Json:
+def occurrence_row(indicator_id: int, occurrence: Json, marking: Json | None = None) -> Json:
+    """The row of one occurrence; `marking` holds its classification columns (assay.intel.marking)."""
     date = occurrence.get("date")
     return {
         "indicator_id": indicator_id,
@@ -394,6 +396,7 @@ def occurrence_row(indicator_id: int, occurrence: Json) -> Json:
         "file_name": occurrence.get("fileName"),
         "path": occurrence.get("path"),
         "date": datetime.fromisoformat(date) if date else None,
+        **(marking or {}),
     }
 
 

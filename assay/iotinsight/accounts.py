@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from assay.access.visibility import StoredMarking
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
 from assay.iotinsight import tasks
@@ -150,14 +151,15 @@ class AccountRunner:
         self._lock = threading.Lock()
         self._outstanding = 0
 
-    def open(self, user: str, creds: Credentials) -> str:
+    def open(self, user: str, creds: Credentials, marking: StoredMarking) -> str:
         """A new account task's id; its collection runs in the pool (raises :class:`Busy`).
 
         The row comes first because the collecting thread writes to it; a collection the pool
         refuses takes its row away again, so no caller waits on a task that will never run.
+        The bundle's submission gets the task's ``marking`` (the caller's clearance was checked).
         """
         base_url = self.pipeline.settings.tasks.base_url(creds.service)
-        task_id = tasks.open_account_task(self.pipeline.engine, user, creds.service)
+        task_id = tasks.open_account_task(self.pipeline.engine, user, creds.service, marking)
         try:
             self._start(task_id, creds, base_url)
         except Busy:
@@ -213,7 +215,8 @@ class AccountRunner:
             task = session.get(Task, task_id)
             if task is None:
                 return
-            submission = tasks.submit(session, pipeline, task.user, stored, name, meta, description)
+            marking = tasks.marking_of(task)
+            submission = tasks.submit(session, pipeline, task.user, stored, name, meta, description, marking)
             task.sid = submission.sid
             task.state = "success"
         self.on_work()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from assay.access.visibility import StoredMarking
 from assay.db.session import session_scope
 from assay.filestore import FileTooLarge
 from assay.ids import new_id
@@ -19,8 +20,9 @@ from assay.iotinsight.models import Case, CaseTask
 from assay.iotinsight.pipeline import Pipeline
 
 
-def open_case(pipeline: Pipeline, user: str, raw: str) -> tuple[str, dict[str, Any]]:
-    """The case id, and for each file found its type and task id (or why it has none).
+def open_case(pipeline: Pipeline, user: str, raw: str, marking: StoredMarking) -> tuple[str, dict[str, Any]]:
+    """The case id, and for each file found its type and task id (or why it has none); the case
+    and each task are marked ``marking``.
 
     Raises :class:`paths.PathRefused` for a directory the caller may not name or that holds no files.
     """
@@ -29,10 +31,10 @@ def open_case(pipeline: Pipeline, user: str, raw: str) -> tuple[str, dict[str, A
     answer: dict[str, Any] = {}
     case_id = new_id()
     with session_scope(pipeline.engine) as session:
-        session.add(Case(case_id=case_id, user=user, root=str(directory)))
+        session.add(Case(case_id=case_id, user=user, root=str(directory), **marking.columns()))
         session.flush()
         for path in found:
-            answer[str(path)] = _file(session, pipeline, user, path, roots)
+            answer[str(path)] = _file(session, pipeline, user, path, roots, marking)
         session.flush()  # the tasks exist before the rows that point at them
         session.add_all(
             CaseTask(case_id=case_id, task_id=entry["task_id"], path=path)
@@ -54,7 +56,9 @@ def _walk(pipeline: Pipeline, raw: str, roots: list[Path]) -> tuple[Path, list[P
     return directory, walked.files
 
 
-def _file(session: Session, pipeline: Pipeline, user: str, path: Path, roots: list[Path]) -> dict[str, Any]:
+def _file(
+    session: Session, pipeline: Pipeline, user: str, path: Path, roots: list[Path], marking: StoredMarking
+) -> dict[str, Any]:
     try:
         stored = files.store_path(pipeline, path, roots, str(path))
     except files.EmptyFile:
@@ -62,5 +66,5 @@ def _file(session: Session, pipeline: Pipeline, user: str, path: Path, roots: li
     except (paths.PathRefused, FileTooLarge) as exc:
         return {"filetype": "other", "task_id": None, "error": str(exc)}
     filetype = files.detect_stored(pipeline.store, stored)
-    task_id = tasks.add_file_task(session, pipeline, user, "bulk", filetype, stored, path.name, str(path))
+    task_id = tasks.add_file_task(session, pipeline, user, "bulk", filetype, stored, path.name, str(path), marking)
     return {"filetype": filetype, "task_id": task_id}

@@ -14,10 +14,15 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assay.db.base import Base, UtcDateTime, utcnow
+from assay.db.models import Classified
 
 
-class Task(Base):
-    """One IoTInsight task; ``state`` matters only while ``sid`` is empty."""
+class Task(Classified, Base):
+    """One IoTInsight task; ``state`` matters only while ``sid`` is empty.
+
+    Its marking is the one it was asked for, known before an account task has a submission;
+    once there is one, the submission's (which may rise) must be visible too.
+    """
 
     __tablename__ = "tasks"
 
@@ -32,8 +37,11 @@ class Task(Base):
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Case(Base):
-    """Tasks examined together (a bulk request makes one), merged into one inventory and timeline."""
+class Case(Classified, Base):
+    """Tasks examined together (a bulk request makes one), merged into one inventory and timeline.
+
+    Marked as the bulk request asked; a reader sees only the tasks of it they may see.
+    """
 
     __tablename__ = "cases"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
+from assay.access.visibility import Reader
 from assay.db.models import Submission, SubmissionMeta
 
 MAX_DEPTH = 32
@@ -237,8 +238,13 @@ def parse(query: str) -> ColumnElement[bool]:
     return _Parser(query or "*:*").parse()
 
 
-def submissions_query(query: str, filters: list[str]) -> Any:
+def submissions_query(query: str, filters: list[str], reader: Reader) -> Any:
+    """The submissions matching ``query`` and every filter that ``reader`` may see.
+
+    The visibility condition is part of the query itself, so a count over it (the search
+    total) counts only what the reader could list.
+    """
     condition = parse(query)
     for extra in filters:
         condition = and_(condition, parse(extra))
-    return select(Submission).where(condition)
+    return select(Submission).where(condition, reader.sees(Submission))

@@ -1,4 +1,9 @@
-"""Submissions, files and results as the Assemblyline v4 API shows them."""
+"""Submissions, files and results as the Assemblyline v4 API shows them.
+
+Every function reads with a :class:`Reader`: what lies above the reader's clearance or outside
+their groups is left out, as if it did not exist (the routes have already refused a submission
+or file the reader may not see; this drops the parts of a visible one that they may not).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assay.access.visibility import Reader
 from assay.db import models
 from assay.services import registry
 from assay.timestamps import iso_utc
@@ -33,10 +39,22 @@ def _iso(moment: datetime | None) -> str | None:
     return iso_utc(moment) if moment else None
 
 
-def submission(session: Session, sub: models.Submission) -> dict[str, Any]:
-    result_keys = session.scalars(
-        select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sub.sid)
-    ).all()
+def visible_result_keys(session: Session, sid: str, reader: Reader, sha256: str | None = None) -> list[str]:
+    """Keys of the submission's results ``reader`` may see (of one file's when ``sha256`` is given)."""
+    link, table = models.SubmissionResult, models.ResultRecord
+    query = (
+        select(link.result_key)
+        .join(table, table.key == link.result_key)
+        .where(link.sid == sid, reader.sees(table))
+        .order_by(link.result_key)
+    )
+    if sha256 is not None:
+        query = query.where(table.sha256 == sha256)
+    return list(session.scalars(query))
+
+
+def submission(session: Session, sub: models.Submission, reader: Reader) -> dict[str, Any]:
+    result_keys = visible_result_keys(session, sub.sid, reader)
     error_keys = session.scalars(select(models.ServiceError.key).where(models.ServiceError.sid == sub.sid)).all()
     return {
         "sid": sub.sid,
@@ -72,7 +90,7 @@ def file_info(row: models.File) -> dict[str, Any]:
         "ssdeep": row.ssdeep,
         "tlsh": row.tlsh,
         "entropy": row.entropy,
-        "classification": "TLP:CLEAR",
+        "classification": row.classification,
         "seen": {"count": row.seen_count, "first": _iso(row.seen_first), "last": _iso(row.seen_last)},
     }
 
@@ -83,7 +101,7 @@ def result(row: models.ResultRecord) -> dict[str, Any]:
         "key": row.key,
         "sha256": row.sha256,
         "created": _iso(row.created),
-        "classification": "TLP:CLEAR",
+        "classification": row.classification,
         "drop_file": bool(body.get("drop_file")),
         "response": {
             "service_name": row.service,
@@ -111,21 +129,23 @@ def error(row: models.ServiceError) -> dict[str, Any]:
     }
 
 
-def tree(session: Session, sid: str) -> dict[str, Any]:
+def tree(session: Session, sub: models.Submission, reader: Reader) -> dict[str, Any]:
+    """The file tree; a file the reader may not see is left out with what hangs below it."""
     nodes = session.scalars(
-        select(models.SubmissionFile).where(models.SubmissionFile.sid == sid).order_by(models.SubmissionFile.id)
+        select(models.SubmissionFile).where(models.SubmissionFile.sid == sub.sid).order_by(models.SubmissionFile.id)
     ).all()
     known = {
         row.sha256: row
         for row in session.execute(
             select(models.File.sha256, models.File.type, models.File.size).where(
-                models.File.sha256.in_({n.sha256 for n in nodes})
+                models.File.sha256.in_({n.sha256 for n in nodes}), reader.sees(models.File)
             )
         )
     }
     by_parent: dict[str | None, list[models.SubmissionFile]] = defaultdict(list)
     for node in nodes:
-        by_parent[node.parent].append(node)
+        if node.sha256 in known:
+            by_parent[node.parent].append(node)
 
     def build(parent: str | None, trail: frozenset[str]) -> dict[str, Any]:
         level: dict[str, Any] = {}
@@ -134,9 +154,9 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
                 node.sha256,
                 {
                     "name": [],
-                    "type": known[node.sha256].type if node.sha256 in known else None,
+                    "type": known[node.sha256].type,
                     "sha256": node.sha256,
-                    "size": known[node.sha256].size if node.sha256 in known else None,
+                    "size": known[node.sha256].size,
                     "score": node.score,
                     "truncated": node.truncated,
                     "children": {},
@@ -148,16 +168,26 @@ def tree(session: Session, sid: str) -> dict[str, Any]:
                 entry["children"] = build(node.sha256, trail | {node.sha256})
         return level
 
-    return {"tree": build(None, frozenset()), "classification": "TLP:CLEAR", "filtered": False, "partial": False}
+    filtered = len(known) < len({n.sha256 for n in nodes})
+    return {
+        "tree": build(None, frozenset()),
+        "classification": sub.classification,
+        "filtered": filtered,
+        "partial": False,
+    }
 
 
-def full(session: Session, sub: models.Submission) -> dict[str, Any]:
-    record = submission(session, sub)
-    results = session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(record["results"]))).all()
+def full(session: Session, sub: models.Submission, reader: Reader) -> dict[str, Any]:
+    record = submission(session, sub, reader)
+    results = session.scalars(
+        select(models.ResultRecord).where(
+            models.ResultRecord.key.in_(record["results"]), reader.sees(models.ResultRecord)
+        )
+    ).all()
     errors = session.scalars(select(models.ServiceError).where(models.ServiceError.sid == sub.sid)).all()
-    file_tree = tree(session, sub.sid)["tree"]
+    file_tree = tree(session, sub, reader)["tree"]
     shas = {n["sha256"] for n in _walk(file_tree)}
-    files = session.scalars(select(models.File).where(models.File.sha256.in_(shas))).all()
+    files = session.scalars(select(models.File).where(models.File.sha256.in_(shas), reader.sees(models.File))).all()
     record["file_tree"] = file_tree
     record["file_infos"] = {f.sha256: file_info(f) for f in files}
     record["results"] = {r.key: result(r) for r in results}
@@ -173,10 +203,9 @@ def _walk(level: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def summary(session: Session, sub: models.Submission) -> dict[str, Any]:
-    keys = session.scalars(
-        select(models.SubmissionResult.result_key).where(models.SubmissionResult.sid == sub.sid)
-    ).all()
+def summary(session: Session, sub: models.Submission, reader: Reader) -> dict[str, Any]:
+    """Tags and heuristics of the results the reader may see (a tag carries its result's marking)."""
+    keys = visible_result_keys(session, sub.sid, reader)
     tags: dict[str, list[str]] = defaultdict(list)
     for tag_type, value in session.execute(
         select(models.TagRecord.type, models.TagRecord.value).where(models.TagRecord.result_key.in_(keys))
@@ -206,15 +235,11 @@ def summary(session: Session, sub: models.Submission) -> dict[str, Any]:
     }
 
 
-def file_in_submission(session: Session, sid: str, sha256: str) -> dict[str, Any] | None:
-    row = session.get(models.File, sha256)
+def file_in_submission(session: Session, sid: str, sha256: str, reader: Reader) -> dict[str, Any] | None:
+    row = session.scalars(select(models.File).where(models.File.sha256 == sha256, reader.sees(models.File))).first()
     if row is None:
         return None
-    keys = session.scalars(
-        select(models.SubmissionResult.result_key)
-        .where(models.SubmissionResult.sid == sid)
-        .where(models.SubmissionResult.result_key.like(f"{sha256}.%"))
-    ).all()
+    keys = visible_result_keys(session, sid, reader, sha256)
     results = session.scalars(select(models.ResultRecord).where(models.ResultRecord.key.in_(keys))).all()
     errors = session.scalars(
         select(models.ServiceError).where(models.ServiceError.sid == sid, models.ServiceError.sha256 == sha256)

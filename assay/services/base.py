@@ -140,7 +140,9 @@ class Result:
     dispatcher records on the file; ``anomalies`` are short flags such as
     ``"file_limit_reached"`` for odd situations that are findings, not crashes; ``data`` is
     the service's structured output for API consumers (an IoT device inventory, a timeline),
-    JSON-serialisable.
+    JSON-serialisable. ``classification`` is a marking the service puts on what it found (say,
+    a rule set whose matches are TLP:AMBER); the result never goes below the submission's
+    marking, and the submission rises to the highest of its results' (None: nothing to add).
     """
 
     sections: list[Section] = field(default_factory=list)
@@ -149,6 +151,7 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)
     anomalies: list[str] = field(default_factory=list)
     drop_file: bool = False  # FILTER services: stop analysing this file (e.g. safelisted)
+    classification: str | None = None
 
     def add_section(self, title: str, body: Any = None, body_format: BodyFormat = "text") -> Section:
         section = Section(title, body, body_format)

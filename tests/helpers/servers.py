@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +152,31 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server did not come up:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def database_env(backend: str, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """``extra_env`` plus, for ``postgresql``, a fresh database's URL (dropped afterwards); SQLite needs none."""
+    env, pg_name = dict(extra_env or {}), None
+    if backend == "postgresql":
+        pg_name, env["ASSAY_DATABASE_URL"] = new_pg_url()
+    try:
+        yield env
+    finally:
+        if pg_name:
+            drop_pg(pg_name)
+
+
+@contextmanager
+def running_server(data_dir: Path, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server over SQLite or a fresh PostgreSQL database, stopped afterwards."""
+    with database_env(backend, extra_env) as env:
+        server = make_server(data_dir, env)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
 
 
 def make_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:

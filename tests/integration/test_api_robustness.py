@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers.servers import Server, drop_pg, make_server, new_pg_url
+from tests.helpers.servers import Server, running_server
 
 SEGMENTS = ["x", "0", "a%00b", "-1", "%00", "..%2F..%2Fetc%2Fpasswd", "a" * 300, "%ff%fe", "1e309", "null"]
 QUERIES = [
@@ -48,17 +48,8 @@ BODIES = [
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server over each database: PostgreSQL refuses some values SQLite stores (NUL characters)."""
-    pg_name, extra = None, {}
-    if request.param == "postgresql":
-        pg_name, extra["ASSAY_DATABASE_URL"] = new_pg_url()
-    server = make_server(tmp_path_factory.mktemp(request.param), extra)
-    try:
-        server.start()
+    with running_server(tmp_path_factory.mktemp(request.param), request.param) as server:
         yield server
-    finally:
-        server.stop()
-        if pg_name:
-            drop_pg(pg_name)
 
 
 def _requests(spec: dict) -> list[tuple[str, str, bytes | None]]:

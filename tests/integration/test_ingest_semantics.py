@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from assay import notify
 from assay.config import Settings
@@ -64,7 +64,7 @@ def test_a_full_backlog_sheds_load_and_low_priority_work_is_skipped_with_a_messa
     intake._backlog = (0.0, 0)  # recount now rather than within the second
     with session_scope(engine) as session:
         intake.ingest(session, order(settings, b"cheap", 10, "drops"))
-        [message] = notify.pop(session.connection(), "admin", "drops", 10)
+        [message] = notify.pop(session.connection(), "admin", "drops", 10, true())
     assert message["failure"] == "Skipped" and message["score"] is None
     for index in range(2):
         with session_scope(engine) as session:
@@ -103,7 +103,7 @@ def test_a_submission_that_keeps_failing_ends_failed_with_a_message(settings: Se
     work_once(settings, "last-worker")
     with session_scope(engine) as session:
         submission = session.scalars(select(Submission)).one()
-        [message] = notify.pop(session.connection(), "admin", "fail-q", 10)
+        [message] = notify.pop(session.connection(), "admin", "fail-q", 10, true())
     assert submission.state == "failed" and submission.error_count == 1
     assert message["score"] is None and "not retried" in message["failure"]
 

@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from sqlalchemy import true
+
 from assay import notify
 from assay.db import bulk, models
 from assay.db.base import utcnow
@@ -28,10 +30,10 @@ def test_concurrent_receivers_of_one_queue_get_each_message_once_in_order(
     def receive() -> None:
         while True:
             with reading(engine) as connection:
-                if not notify.waiting(connection, "admin", "shared"):
+                if not notify.waiting(connection, "admin", "shared", true()):
                     return
             with session_scope(engine) as session:
-                batch = [m["n"] for m in notify.pop(session.connection(), "admin", "shared", 7)]
+                batch = [m["n"] for m in notify.pop(session.connection(), "admin", "shared", 7, true())]
             with lock:
                 received.append(batch)
 
@@ -44,4 +46,4 @@ def test_concurrent_receivers_of_one_queue_get_each_message_once_in_order(
     assert sorted(counts) == list(range(600)) and set(counts.values()) == {1}  # none lost, none twice
     assert all(batch == sorted(batch) and len(batch) <= 7 for batch in received)
     with session_scope(engine) as session:  # another user's queue of the same name is untouched
-        assert notify.pop(session.connection(), "other", "shared", 10) == [{"n": -1}]
+        assert notify.pop(session.connection(), "other", "shared", 10, true()) == [{"n": -1}]

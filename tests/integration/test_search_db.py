@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from assay.access import ClassificationEngine
+from assay.access.visibility import Reader
 from assay.db.base import utcnow
 from assay.db.models import Submission, SubmissionMeta
 from assay.db.session import get_engine, session_scope, upgrade
@@ -57,9 +59,12 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         drop_pg(name)
 
 
+EVERYONE = Reader.cleared_for_all(ClassificationEngine.tlp_default())
+
+
 def sids(engine: Engine, query: str) -> list[str]:
     with session_scope(engine) as session:
-        return sorted(s.sid for s in session.scalars(submissions_query(query, [])))
+        return sorted(s.sid for s in session.scalars(submissions_query(query, [], EVERYONE)))
 
 
 @pytest.mark.parametrize(

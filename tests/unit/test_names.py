@@ -51,7 +51,7 @@ def test_the_timestamp_format_has_one_home() -> None:
 
 def test_kinds_keep_the_strings_already_stored() -> None:
     """``service_errors.error_type`` rows and job counts written before the enums still match."""
-    assert {k.value for k in ErrorKind} == {"exception", "timeout", "crash", "extract", "failed"}
+    assert {k.value for k in ErrorKind} == {"exception", "timeout", "crash", "extract", "failed", "classification"}
     assert f"{ErrorKind.CRASH}" == "crash" and ErrorKind.TIMEOUT == "timeout"
     assert {s.value for s in OutcomeStatus} == {
         "insert", "update", "reuse", "replace", "delete", "merged", "failed", "saved", "existing", "absent"

@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from assay import users
-from assay.api.auth import SESSION_COOKIE, User
+from assay.access import ACL_PERMISSIONS
+from assay.api.auth import SESSION_COOKIE, User, end_session, refused, start_session
 from assay.api.envelope import ApiError, ok
 from assay.api.state import state_of
 from assay.db.session import session_scope
+from assay.users import Principal
 
 router = APIRouter()
 
@@ -46,23 +48,36 @@ async def login(request: Request) -> JSONResponse:
     state = state_of(request)
     duration = state.settings.auth.session_duration
 
-    def check() -> str | None:
+    def check() -> tuple[Principal, str] | None:
         with session_scope(state.engine) as session:
-            principal = users.check_login(session, body["user"], apikey, password)
+            try:
+                principal = users.check_login(session, body["user"], apikey, password)
+            except users.Refused as exc:
+                raise refused(exc) from None
             if principal is None:
                 return None
-            return users.open_session(session, principal.name, duration)
+            return principal, users.open_session(session, principal, duration)
 
-    token = await run_in_threadpool(check)
-    if token is None:
+    opened = await run_in_threadpool(check)
+    if opened is None:
         raise ApiError(401, "Wrong username or password/API key")
-    response = ok({"username": body["user"], "privileges": ["R", "W"], "session_duration": duration})
-    response.set_cookie(SESSION_COOKIE, token, max_age=duration, httponly=True, samesite="strict")
+    principal, token = opened
+    response = ok({"username": principal.name, "privileges": _privileges(principal), "session_duration": duration})
+    start_session(response, token, state.settings)
     return response
 
 
-@router.get("/api/v4/auth/logout/", summary="Close the session")
-def logout(user: User) -> JSONResponse:
+def _privileges(principal: Principal) -> list[str]:
+    """The ACL letters the session can use (Assemblyline's answer to a login)."""
+    return [letter for letter, granted in ACL_PERMISSIONS.items() if granted & principal.permissions]
+
+
+@router.get("/api/v4/auth/logout/", summary="Close the session (the cookie is refused from now on)")
+def logout(request: Request, user: User) -> JSONResponse:
+    state = state_of(request)
+    if token := request.cookies.get(SESSION_COOKIE):
+        with session_scope(state.engine) as session:
+            users.close_session(session, token)
     response = ok({"success": True})
-    response.delete_cookie(SESSION_COOKIE)
+    end_session(response, state.settings)
     return response

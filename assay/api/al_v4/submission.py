@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from assay.api.auth import Admin, User
+from assay.access.visibility import Reader
+from assay.api.auth import User
 from assay.api.envelope import ApiError, ok
 from assay.api.state import state_of
 from assay.db import models
@@ -21,6 +22,7 @@ from assay.intake import deletion
 from assay.results import views
 from assay.results.search import QueryError, submissions_query
 from assay.timestamps import iso_utc
+from assay.users import Principal
 
 router = APIRouter()
 Sid = Annotated[str, Path(min_length=1, max_length=64)]
@@ -32,58 +34,68 @@ def _missing(sid: str) -> ApiError:
     return ApiError(404, f"Submission ID {sid} does not exists.")
 
 
-def _get(session: Session, sid: str) -> models.Submission:
-    submission = session.get(models.Submission, sid)
+def _get(session: Session, sid: str, reader: Reader) -> models.Submission:
+    """The submission if ``reader`` may see it; one above them is as missing as one that never was."""
+    table = models.Submission
+    submission = session.scalars(select(table).where(table.sid == sid, reader.sees(table))).first()
     if submission is None:
         raise _missing(sid)
     return submission
 
 
-def _read(request: Request, sid: str, build: Any) -> JSONResponse:
-    with session_scope(state_of(request).engine, readonly=True) as session:
-        return ok(build(session, _get(session, sid)))
+def _read(request: Request, sid: str, user: Principal, build: Any) -> JSONResponse:
+    state = state_of(request)
+    reader = state.reader(user)
+    with session_scope(state.engine, readonly=True) as session:
+        return ok(build(session, _get(session, sid, reader), reader))
 
 
 @router.get("/api/v4/submission/{sid}/", summary="A submission's record")
 def get_submission(sid: Sid, request: Request, user: User) -> JSONResponse:
-    return _read(request, sid, views.submission)
+    return _read(request, sid, user, views.submission)
 
 
 @router.get("/api/v4/submission/full/{sid}/", summary="A submission with every result, error and file")
 def get_full(sid: Sid, request: Request, user: User) -> JSONResponse:
-    return _read(request, sid, views.full)
+    return _read(request, sid, user, views.full)
 
 
 @router.get("/api/v4/submission/summary/{sid}/", summary="Tags, heuristics and ATT&CK ids of a submission")
 def get_summary(sid: Sid, request: Request, user: User) -> JSONResponse:
-    return _read(request, sid, views.summary)
+    return _read(request, sid, user, views.summary)
 
 
 @router.get("/api/v4/submission/tree/{sid}/", summary="A submission's file tree")
 def get_tree(sid: Sid, request: Request, user: User) -> JSONResponse:
-    return _read(request, sid, lambda session, sub: views.tree(session, sub.sid))
+    return _read(request, sid, user, views.tree)
 
 
 @router.get("/api/v4/submission/is_completed/{sid}/", summary="Whether the analysis has finished")
 def is_completed(sid: Sid, request: Request, user: User) -> JSONResponse:
-    return _read(request, sid, lambda _session, sub: sub.state in {"completed", "failed"})
+    return _read(request, sid, user, lambda _session, sub, _reader: sub.state in {"completed", "failed"})
 
 
 @router.get("/api/v4/submission/{sid}/file/{sha256}/", summary="One file's results within a submission")
 def get_file(sid: Sid, sha256: Sha256, request: Request, user: User) -> JSONResponse:
-    with session_scope(state_of(request).engine, readonly=True) as session:
-        _get(session, sid)
-        found = views.file_in_submission(session, sid, sha256.lower())
+    state = state_of(request)
+    reader = state.reader(user)
+    with session_scope(state.engine, readonly=True) as session:
+        _get(session, sid, reader)
+        found = views.file_in_submission(session, sid, sha256.lower(), reader)
     if found is None:
         raise ApiError(404, f"File {sha256} is not part of submission {sid}")
     return ok(found)
 
 
 @router.delete("/api/v4/submission/{sid}/", summary="Delete a submission (results of shared files stay)")
-def delete_submission(sid: Sid, request: Request, user: Admin) -> JSONResponse:
-    with session_scope(state_of(request).engine) as session:
-        if not deletion.delete_submission(session, sid):
-            raise _missing(sid)
+def delete_submission(sid: Sid, request: Request, user: User) -> JSONResponse:
+    """Its submitter may delete it, an admin any (the route's rule already asked for delete_own)."""
+    state = state_of(request)
+    with session_scope(state.engine) as session:
+        owner = _get(session, sid, state.reader(user)).user
+        if owner != user.name and not user.is_admin():
+            raise ApiError(403, f"Forbidden: submission {sid} is {owner}'s; only they or an admin may delete it")
+        deletion.delete_submission(session, sid)
     return ok({"success": True})
 
 
@@ -131,13 +143,15 @@ async def search_submissions(request: Request, user: User) -> JSONResponse:
     except ValueError:
         raise ApiError(400, "the body must be JSON") from None
     body = _search_body(raw)
-    with session_scope(state_of(request).engine, readonly=True) as session:
-        return ok(_search(session, body))
+    state = state_of(request)
+    with session_scope(state.engine, readonly=True) as session:
+        return ok(_search(session, body, state.reader(user)))
 
 
-def _search(session: Session, body: dict[str, Any]) -> dict[str, Any]:
+def _search(session: Session, body: dict[str, Any], reader: Reader) -> dict[str, Any]:
+    """Items and total alike count only what ``reader`` may see."""
     try:
-        query = submissions_query(body["query"], body["filters"])
+        query = submissions_query(body["query"], body["filters"], reader)
     except QueryError as exc:
         raise ApiError(400, f"Invalid query: {exc}") from None
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -156,7 +170,7 @@ def _search(session: Session, body: dict[str, Any]) -> dict[str, Any]:
     else:
         ordered = ordered.offset(body["offset"])
     found = session.scalars(ordered.limit(body["rows"])).all()
-    items = [_fields(views.submission(session, s), body["fl"]) for s in found]
+    items = [_fields(views.submission(session, s, reader), body["fl"]) for s in found]
     answer: dict[str, Any] = {"total": total, "offset": body["offset"], "rows": len(items), "items": items}
     if deep and len(found) == body["rows"] and found:
         last = found[-1]

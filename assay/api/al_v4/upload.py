@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from assay import fastjson
+from assay.access import Clearance
 from assay.api.envelope import ApiError
 from assay.api.state import AppState
 from assay.filestore import FileTooLarge, Stored
@@ -44,7 +45,8 @@ class IngestRequest:
     generate_alert: bool
     ingest_type: str
 
-    def order(self, user: str) -> IngestOrder:
+    def order(self, user: str, clearance: Clearance) -> IngestOrder:
+        """The order of ``user``, whose ``clearance`` bounds the marking they may ask for."""
         return IngestOrder(
             user=user,
             stored=self.stored,
@@ -55,6 +57,7 @@ class IngestRequest:
             threshold=self.notification_threshold,
             generate_alert=self.generate_alert,
             ingest_type=self.ingest_type,
+            clearance=clearance,
         )
 
 

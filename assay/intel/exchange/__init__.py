@@ -3,6 +3,7 @@
     text = export_owner("Example Org", "stix")          # or "misp"
     text = export_group(42, "misp")                     # a group (by id) and its associations
     text = export_submission(sid, "stix", owner="Assay")
+    text = export_owner("Assay", "misp", reader=reader)     # only what `reader` may see, marked so
     result = import_file(Path("bundle.json"), "Other Org")   # a JobResult
 
 Exports are deterministic (same store → same bytes). Imports go through a `Job`, so validation,
@@ -32,6 +33,8 @@ from assay.intel.result import JobResult
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from assay.access.visibility import Reader
 
 FORMATS = ("stix", "misp")
 
@@ -63,22 +66,29 @@ def export(sel: Selection, fmt: str) -> str:
     raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def export_owner(owner: str, fmt: str, engine: Engine | None = None) -> str:
-    return export(owner_selection(owner, engine), fmt)
+def export_owner(owner: str, fmt: str, engine: Engine | None = None, reader: Reader | None = None) -> str:
+    """Everything an owner holds; with `reader`, only what they may see (see `select`)."""
+    return export(owner_selection(owner, engine, reader), fmt)
 
 
-def export_group(group: int | str, fmt: str, owner: str | None = None, engine: Engine | None = None) -> str:
+def export_group(
+    group: int | str, fmt: str, owner: str | None = None, engine: Engine | None = None, reader: Reader | None = None
+) -> str:
     """A group by id (or by xid, with its owner) and everything associated with it."""
-    return export(group_selection(group, owner, engine), fmt)
+    return export(group_selection(group, owner, engine, reader), fmt)
 
 
-def export_submission(sid: str, fmt: str, owner: str | None = None, engine: Engine | None = None) -> str:
+def export_submission(
+    sid: str, fmt: str, owner: str | None = None, engine: Engine | None = None, reader: Reader | None = None
+) -> str:
     """What a submission published: its Report group and the intel associated with it."""
-    return export(submission_selection(sid, owner, engine), fmt)
+    return export(submission_selection(sid, owner, engine, reader), fmt)
 
 
-def export_indicators(owner: str, ids: list[int], fmt: str, engine: Engine | None = None) -> str:
-    return export(indicator_selection(owner, ids, engine), fmt)
+def export_indicators(
+    owner: str, ids: list[int], fmt: str, engine: Engine | None = None, reader: Reader | None = None
+) -> str:
+    return export(indicator_selection(owner, ids, engine, reader), fmt)
 
 
 def _read(source: str | bytes | Path, max_bytes: int) -> str | bytes:

@@ -11,10 +11,13 @@ Mapping (type, category, to_ids):
   object with filename, path and the hashes (first/last seen = the occurrence date).
 - Mutex → mutex, Artifacts dropped, yes. Registry Key → regkey (the key path; the value name and
   type go into the comment), Artifacts dropped, yes.
-- Tags become attribute tags, security labels `tlp:clear` ... `tlp:red` tags; groups associated
-  with an indicator tag it `assay:group="<type>: <name>"` (MISP galaxies would need a cluster
-  catalogue we do not have). The event carries the most restrictive TLP of the selection and the
-  tags of the selected group.
+- Tags become attribute tags, security labels `tlp:clear` ... `tlp:red` tags; a label that is not
+  a plain TLP name (REL TO groups, another scheme) adds `assay:classification="<marking>"` after
+  the `tlp:` tag of its level, if it has one. A file occurrence's `filename|` attribute carries
+  the occurrence's labels when it has its own (exports made for a reader, see `select`). Groups
+  associated with an indicator tag it `assay:group="<type>: <name>"` (MISP galaxies would need a
+  cluster catalogue we do not have). The event carries the most restrictive TLP of the selection
+  and the tags of the selected group.
 - The first Description attribute becomes the MISP comment.
 
 MISP refuses two attributes with the same (value, type, category) in one event: a second one is
@@ -34,7 +37,7 @@ from pymisp import MISPAttribute, MISPEvent, MISPObject
 
 from assay.intel.exchange.select import Selection
 from assay.intel.exchange.stix import NAMESPACE
-from assay.intel.fields import TLP_LABELS
+from assay.intel.fields import TLP_LABELS, tlp_level
 
 Json = dict[str, Any]
 NETWORK, PAYLOAD, DROPPED = "Network activity", "Payload delivery", "Artifacts dropped"
@@ -64,6 +67,14 @@ def host_type(host: str) -> str:
 
 def tlp_tag(label: str) -> str:
     return label.lower()
+
+
+def label_tags(label: str) -> list[str]:
+    """The MISP tags of one security label (see the module's mapping)."""
+    if label in TLP_LABELS:
+        return [tlp_tag(label)]
+    level = tlp_level(label)
+    return [*([tlp_tag(level)] if level else []), f'assay:classification="{label}"']
 
 
 def _description(row: Json) -> str | None:
@@ -105,16 +116,18 @@ class MispBuilder:
         return event
 
     def _event_tags(self) -> None:
-        labels = {label for r in [*self.sel.indicators, *self.sel.groups] for label in r.get("security_labels") or []}
-        if labels:
-            self.event.add_tag(tlp_tag(max(labels, key=TLP_LABELS.index)))
+        rows = [*self.sel.indicators, *self.sel.groups, *self.sel.occurrences]
+        levels = {level for r in rows for label in r.get("security_labels") or [] if (level := tlp_level(label))}
+        if levels:
+            self.event.add_tag(tlp_tag(max(levels, key=TLP_LABELS.index)))
         root = self.sel.root_group
         if root is not None:
             for tag in root.get("tags") or []:
                 self.event.add_tag(tag)
 
     def _tags(self, row: Json) -> list[str]:
-        tags = list(row.get("tags") or []) + [tlp_tag(label) for label in row.get("security_labels") or []]
+        labels = row.get("security_labels") or []
+        tags = list(row.get("tags") or []) + [tag for label in labels for tag in label_tags(label)]
         return tags + self.groups_of.get(row["id"], [])
 
     def _add(self, row: Json, kind: str, category: str, value: str, to_ids: bool, comment: str | None = None) -> None:
@@ -158,6 +171,8 @@ class MispBuilder:
                     self._add(row, algo, PAYLOAD, row[algo], True)
 
     def _occurrence(self, row: Json, occ: Json) -> None:
+        if "security_labels" in occ:
+            row = {**row, "security_labels": occ["security_labels"]}
         best = next(a for a in reversed(HASHES) if row.get(a))
         if occ.get("file_name"):
             self._add(row, f"filename|{best}", PAYLOAD, f"{occ['file_name']}|{row[best]}", True)

@@ -26,8 +26,12 @@ Mapping choices:
   observed-data over both, and a sighting of the file's indicator with first/last seen = the date.
 - Security labels: TLP:CLEAR → stix2.TLP_WHITE, GREEN/AMBER/RED → the stix2 TLP markings;
   TLP:AMBER+STRICT, absent from TLP 1.0, is a statement marking named "TLP:AMBER+STRICT" with a
-  fixed id (`AMBER_STRICT`), which the importer recognises. Tags become `labels`; the first
-  Description attribute becomes `description`.
+  fixed id (`AMBER_STRICT`), which the importer recognises. Any other marking (REL TO groups,
+  another scheme's levels) adds a statement marking naming it in full, after the TLP marking of
+  its level when it has one, so a recipient sees both the TLP and to whom it is released. An
+  export made for a reader carries each row's marking as its one label (see `select`), and
+  marks sightings with their occurrence's. Tags become `labels`; the first Description
+  attribute becomes `description`.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from stix2.v21.base import _STIXBase21
 from stix2patterns.validator import run_validator
 
 from assay.intel.exchange.select import Selection
+from assay.intel.fields import tlp_level
 
 Json = dict[str, Any]
 NAMESPACE = uuid.UUID("5d0c52d4-2a4e-5b4e-9c43-6f1a3b0e7a11")  # Assay's namespace for STIX ids
@@ -94,6 +99,27 @@ TLP_MARKINGS: dict[str, MarkingDefinition] = {
     "TLP:AMBER+STRICT": AMBER_STRICT,
     "TLP:RED": stix2.TLP_RED,
 }
+
+
+@cache
+def _statement(label: str) -> MarkingDefinition:
+    return MarkingDefinition(
+        id=f"marking-definition--{uuid.uuid5(NAMESPACE, f'label|{label}')}",
+        created=AMBER_STRICT_CREATED,
+        name=label,
+        definition_type="statement",
+        definition=StatementMarking(label),
+    )
+
+
+def markings_of(label: str) -> list[MarkingDefinition]:
+    """The marking definitions one security label stands for (see the module's mapping)."""
+    if label in TLP_MARKINGS:
+        return [TLP_MARKINGS[label]]
+    level = tlp_level(label)
+    return [*([TLP_MARKINGS[level]] if level else []), _statement(label)]
+
+
 GROUP_SDOS: dict[str, type[_STIXBase21]] = {
     "Adversary": ThreatActor,
     "Attack Pattern": AttackPattern,
@@ -272,11 +298,16 @@ class StixBuilder:
         optional = {
             "description": description,
             "labels": list(row.get("tags") or []) or None,
-            "object_marking_refs": [self._add(TLP_MARKINGS[m]) for m in row.get("security_labels") or []] or None,
+            "object_marking_refs": self._markings(row.get("security_labels")),
         }
         base.update({k: v for k, v in optional.items() if v is not None})
         custom = {"x_assay_attributes": others or None}
         return {**base, "custom_properties": {k: v for k, v in custom.items() if v is not None}}
+
+    def _markings(self, labels: list[str] | None) -> list[str] | None:
+        """The ids of the markings of `labels`, each added to the bundle once; None without labels."""
+        refs = [self._add(marking) for label in labels or [] for marking in markings_of(label)]
+        return list(dict.fromkeys(refs)) or None
 
     def build(self) -> list[_STIXBase21]:
         for row in self.sel.indicators:
@@ -394,6 +425,8 @@ class StixBuilder:
         indicator = self.indicator_ids[row["id"]]
         seen = occ.get("date") or occ["created_at"]
         created = occ["created_at"]
+        marks = self._markings(occ.get("security_labels"))
+        marked = {"object_marking_refs": marks} if marks else {}
         observed = ObservedData(
             id=stable_id("observed-data", indicator, occ["fingerprint"]),
             created=created,
@@ -403,6 +436,7 @@ class StixBuilder:
             last_observed=seen,
             number_observed=1,
             object_refs=refs,
+            **marked,
         )
         dates = {"first_seen": occ["date"], "last_seen": occ["date"]} if occ.get("date") else {}
         sighting = Sighting(
@@ -415,6 +449,7 @@ class StixBuilder:
             where_sighted_refs=[self.identity],
             count=1,
             **dates,
+            **marked,
         )
         self._add(sighting)
 

@@ -11,12 +11,13 @@ from assay.intel import fields as f
 from assay.intel import store
 from assay.intel.errors import Code, ItemError
 from assay.intel.groups import GroupItem, parse_group
+from assay.intel.marking import MARKING_COLUMNS
 from assay.intel.models import Group
 from assay.intel.run.chunks import Outcome, OutcomeStatus, Steps, deleted_ids
 from assay.intel.run.refs import References
 from assay.intel.run.state import Json, RunState
 
-GROUP_UPDATE_COLUMNS = ("name", "fields", "attributes", "tags", "security_labels")
+GROUP_UPDATE_COLUMNS = ("name", "fields", "attributes", "tags", "security_labels", *MARKING_COLUMNS)
 
 
 class GroupPhase:
@@ -34,7 +35,7 @@ class GroupPhase:
 
     def parse(self, raw: Any) -> GroupItem:
         """Validate one group before any write; `require_group_xid` enforces the V2 batch rule."""
-        item = parse_group(raw)
+        item = parse_group(raw, self.state.job.classification)
         if self.state.settings.require_group_xid and not item.xid:
             raise ItemError(Code.INVALID_GROUP, "a V2 batch group needs an xid")
         return item
@@ -104,7 +105,8 @@ class GroupPhase:
                 outcome.status = OutcomeStatus.EXISTING
         store.update_rows(conn, Group.__table__, changed)
         new = [o for o in outcomes if o.status == OutcomeStatus.INSERT]
-        ids = store.insert_groups(conn, self.state.owner_id, [_group_row(o.item) for o in new])
+        rows = [{**_group_row(o.item), **self.state.marking(o.item.labels)} for o in new]
+        ids = store.insert_groups(conn, self.state.owner_id, rows)
         for outcome, ident in zip(new, ids, strict=True):
             outcome.ident, outcome.status = ident, OutcomeStatus.SAVED
 
@@ -115,13 +117,15 @@ class GroupPhase:
             if replace
             else (s.attribute_write_type, s.tag_write_type, s.security_label_write_type)
         )
+        labels = f.merge_labels(row["security_labels"], item.labels, label_mode)
         return {
             "id": row["id"],
             "name": item.name,
             "fields": dict(item.fields) if replace else {**row["fields"], **item.fields},
             "attributes": f.merge_attributes(row["attributes"], item.attributes, attr_mode),
             "tags": f.merge_tags(row["tags"], item.tags, tag_mode),
-            "security_labels": f.merge_labels(row["security_labels"], item.labels, label_mode),
+            "security_labels": labels,
+            **self.state.marking(labels),
         }
 
     def plan_delete(self, conn: Connection, chunk: Sequence[GroupItem]) -> list[Outcome]:

@@ -7,6 +7,7 @@ indicators reads nothing back. Their `associatedGroup` links ride in the same tr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,14 +15,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from assay.intel import fields as f
 from assay.intel import store
 from assay.intel.errors import Code, ItemError
-from assay.intel.indicators import Hashes, IndicatorItem
+from assay.intel.indicators import Hashes, IndicatorItem, parse_indicator
+from assay.intel.marking import MARKING_COLUMNS
 from assay.intel.models import Indicator
 from assay.intel.run.chunks import ChunkLog, Links, Outcome, OutcomeStatus, Steps, deleted_ids
 from assay.intel.run.state import Json, RunState
 
 INDICATOR_UPDATE_COLUMNS = (
     "summary", "md5", "sha1", "sha256", "xid", "rating", "confidence", "attributes", "tags",
-    "security_labels", "first_seen", "last_seen", "external_dates",
+    "security_labels", "first_seen", "last_seen", "external_dates", *MARKING_COLUMNS,
 )  # fmt: skip
 ANALYZE_FIRST = 1000  # indicators inserted before the first statistics refresh; then doubling
 
@@ -41,6 +43,10 @@ class IndicatorPhase:
         if self.state.settings.action == "Delete":
             return Steps(self.plan_delete, self.delete, replayed=self.replayed)
         return Steps(self.plan, self.apply, self.link_groups if self.link_early else None, self.replayed)
+
+    def parse(self, raw: Any) -> IndicatorItem:
+        """Validate one indicator, its security labels read by the job's classification."""
+        return parse_indicator(raw, self.state.job.classification)
 
     def dedupe(self, items: list[IndicatorItem]) -> list[IndicatorItem]:
         """Merge duplicates of the same job: by (type, summary), and File rows sharing any hash."""
@@ -218,6 +224,7 @@ class IndicatorPhase:
             "first_seen": item.first_seen,
             "last_seen": item.last_seen,
             "external_dates": item.external_dates,
+            **self.state.marking(item.labels),
         }
 
     def _merge(self, row: Json, item: IndicatorItem) -> Json:
@@ -238,6 +245,7 @@ class IndicatorPhase:
             last_seen=f.latest(row["last_seen"], item.last_seen),
             external_dates={**row["external_dates"], **item.external_dates},
         )
+        merged.update(self.state.marking(merged["security_labels"]))
         return merged
 
     def plan_delete(self, conn: Connection, chunk: Sequence[IndicatorItem]) -> list[Outcome]:

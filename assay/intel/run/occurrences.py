@@ -63,7 +63,7 @@ class OccurrencePhase:
             raise ItemError(Code.INVALID_INDICATOR, "file occurrence is not an object")
         if "indicator_id" in raw:
             return Occurrence(raw["indicator_id"], raw["occurrence"], raw)
-        data = parse_occurrence(raw)
+        data = parse_occurrence(raw, classification=self.state.job.classification)
         ref = raw.get("hash", raw.get("indicator", raw.get("summary")))
         return Occurrence(self.refs.file_by_hashes(conn, parse_hashes(ref, raw)), data, raw)
 
@@ -77,7 +77,11 @@ class OccurrencePhase:
             done = store.delete_occurrences(conn, keys)
             hit, miss = OutcomeStatus.DELETE, OutcomeStatus.ABSENT
         else:
-            rows = [store.occurrence_row(o.item.indicator_id, o.item.data) for o in outcomes]
+            marking = self.state.marking
+            rows = [
+                store.occurrence_row(o.item.indicator_id, o.item.data, marking(o.item.data.get("labels", [])))
+                for o in outcomes
+            ]
             done = store.insert_occurrences(conn, rows)
             hit, miss = OutcomeStatus.SAVED, OutcomeStatus.EXISTING
         for outcome, key in zip(outcomes, keys, strict=True):

@@ -12,6 +12,7 @@ from assay.db.base import holds_nul
 from assay.intel.errors import Code, ItemError
 from assay.intel.groups import GroupItem
 from assay.intel.indicators import IndicatorItem
+from assay.intel.marking import TLP, labels_marking
 from assay.intel.result import JobResult
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class RunState:
         self.job = job
         self.settings: JobSettings = job.settings
         self.engine = engine
+        self.classification = job.classification or TLP
         self.result = JobResult()
         self.halted = False
         self.owner_id = 0
@@ -50,6 +52,10 @@ class RunState:
         self.saved_groups: list[tuple[GroupItem, int]] = []
         self.saved_indicators: list[tuple[IndicatorItem, int]] = []
         self.linked: dict[tuple[int, int], bool] = {}  # group-indicator pairs written with their chunk
+
+    def marking(self, labels: list[str]) -> Json:
+        """The marking columns of a row with these labels, under this run's classification."""
+        return labels_marking(self.classification, labels)
 
     def error(self, kind: str, error: ItemError, raw: Any) -> None:
         """Report one failed item; under haltOnError it also stops the run."""
