@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from assay.access.classification import ClassificationEngine, Clearance, UnknownMarking
 
@@ -44,6 +44,8 @@ class _Grant(NamedTuple):
 
     level: int  # -1: an unreadable clearance, which sees nothing
     patterns: tuple[str, ...]
+    top_level: bool  # cleared for the highest level: no row is above it
+    every_group: bool  # in every group the configuration knows: no REL TO excludes it
 
 
 def stored_groups(groups: Iterable[str]) -> str:
@@ -68,9 +70,10 @@ def _grant(engine: ClassificationEngine, clearance: Clearance) -> _Grant:
     try:
         level = engine.level_index(clearance.level)
     except UnknownMarking:  # a clearance this configuration cannot read grants nothing
-        return _Grant(-1, ())
+        return _Grant(-1, (), top_level=False, every_group=False)
     groups = sorted(engine.known_groups(clearance))
-    return _Grant(level, tuple(f"%{_SEPARATOR}{_like_literal(g)}{_SEPARATOR}%" for g in groups))
+    patterns = tuple(f"%{_SEPARATOR}{_like_literal(g)}{_SEPARATOR}%" for g in groups)
+    return _Grant(level, patterns, level == len(engine.levels) - 1, set(groups) >= set(engine.groups))
 
 
 def visible_to(engine: ClassificationEngine, clearance: Clearance, marked: Any) -> ColumnElement[bool]:
@@ -90,9 +93,13 @@ def _condition(engine: ClassificationEngine, clearance: Clearance, marked: Any) 
     if grant.level < 0:
         return false()
     columns = getattr(marked, "c", marked)
-    groups = columns.classification_groups
-    released = or_(groups == "", *(groups.like(pattern, escape="\\") for pattern in grant.patterns))
-    return and_(columns.classification_level <= grant.level, released)
+    parts: list[ColumnElement[bool]] = []
+    if not grant.top_level:  # a test no row can fail costs a search as much as one that filters
+        parts.append(columns.classification_level <= grant.level)
+    if not grant.every_group:
+        groups = columns.classification_groups
+        parts.append(or_(groups == "", *(groups.like(pattern, escape="\\") for pattern in grant.patterns)))
+    return and_(*parts) if parts else true()
 
 
 @dataclass(frozen=True)
