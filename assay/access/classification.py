@@ -162,6 +162,15 @@ class ClassificationEngine:
         """The canonical form of ``text``; raises UnknownMarking if any part of it is not known."""
         return self._read(text).text
 
+    def normalise_stored(self, text: str) -> str:
+        """The canonical form of a marking read back from storage; one this configuration cannot
+        read (written before the levels were changed) is taken as the most restrictive, so it
+        hides rather than shares."""
+        try:
+            return self.normalise(text)
+        except UnknownMarking:
+            return self.restricted
+
     def level_index(self, marking: str) -> int:
         """The level's position, 0 for the lowest: store it beside the text to filter in SQL.
 

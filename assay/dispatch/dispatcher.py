@@ -190,10 +190,7 @@ class Dispatcher:
     def _submitted_marking(self, submission: models.Submission) -> str:
         """The marking the submission was accepted with; one this configuration cannot read (the
         levels were changed since) is taken as the most restrictive rather than guessed."""
-        try:
-            return self.markings.normalise(submission.classification)
-        except UnknownMarking:
-            return self.markings.restricted
+        return self.markings.normalise_stored(submission.classification)
 
     def _mark(self, analysis: Analysis, sha256: str, service: str, marking: str) -> None:
         """Raise the submission's marking to include a result's (an error says when groups clash)."""

@@ -27,12 +27,7 @@ MARKING_COLUMNS = ("classification", "classification_level", "classification_gro
 
 @functools.lru_cache(maxsize=4096)
 def _marking(classification: ClassificationEngine, labels: tuple[str, ...]) -> StoredMarking:
-    readable = []
-    for label in labels:
-        try:
-            readable.append(classification.normalise(label))
-        except UnknownMarking:  # stored under another configuration: assume the worst for it
-            readable.append(classification.restricted)
+    readable = [classification.normalise_stored(label) for label in labels]
     lowest = classification.min_of(*readable) if readable else classification.default
     return stored_marking(classification, lowest)
 

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from assay.access import ClassificationEngine, UnknownMarking
+from assay.access import ClassificationEngine
 from assay.access.configured import engine_for
 from assay.config import Settings
 from assay.db import models
@@ -106,10 +106,7 @@ def submission_marking(submission: models.Submission, classification: Classifica
     of its parameters and of what its services marked. A marking that cannot be read is taken as
     the highest, so it hides rather than shares.
     """
-    try:
-        return classification.normalise(submission.classification or classification.default)
-    except UnknownMarking:
-        return classification.restricted
+    return classification.normalise_stored(submission.classification or classification.default)
 
 
 @dataclass
